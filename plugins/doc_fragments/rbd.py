@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    # The common Ceph client options, used by every module of the collection.
+    DOCUMENTATION = r'''
+options:
+  cluster:
+    description:
+      - Ceph cluster name (C(--cluster)); selects C(/etc/ceph/<cluster>.conf) and its default keyring.
+    type: str
+  conf:
+    description:
+      - Path of the C(ceph.conf) to use (C(--conf)).
+    type: path
+  user:
+    description:
+      - The cephx id to authenticate as, without the C(client.) prefix (C(--id)).
+    type: str
+  keyring:
+    description:
+      - Path of the keyring that holds the key of O(user) (C(--keyring)).
+    type: path
+  timeout:
+    description:
+      - Seconds after which any single C(rbd) call is killed and reported as failed; also
+        passed to librados as C(rados_osd_op_timeout), C(rados_mon_op_timeout) and C(client_mount_timeout),
+        so a dead OSD or monitor gives an error instead of a hang.
+      - For streams it bounds the time without any data moving, not the whole transfer.
+    type: int
+    default: 300
+requirements:
+  - C(ceph-common) (the C(rbd) CLI) on the host the module runs on.
+'''
+
+    # Options of the modules that work on many images at once.
+    IMAGES = r'''
+options:
+  parallel:
+    description:
+      - How many images are worked on at the same time.
+      - Snapshot creation and removal wait about a second for a monitor commit, and commits batch,
+        so concurrency is what makes hundreds of images fast.
+    type: int
+    default: 8
+  fail_on_image_error:
+    description:
+      - When V(true), the task fails if any image failed (after every image was tried).
+      - When V(false), the task succeeds and lists the failed images in RV(failed_images); the
+        C(ceph_rbd.backup.rbd_replicate) role uses this to carry on with the others and fail at the end.
+    type: bool
+    default: true
+'''

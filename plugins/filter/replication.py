@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters the rbd_replicate role uses to pass results between steps and to summarize them.
+
+They are pure functions over registered module results, so the role keeps no logic of its own.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+STEPS = ('list', 'snapshot', 'transfer', 'verify_source', 'verify_dest', 'prune_source', 'prune_dest')
+
+
+def verify_item(result):
+    """A transfer or verify result -> an images element for rbd_extent_verify."""
+    if 'from_snapshot' in result:
+        base = result.get('from_snapshot')
+    else:
+        base = result.get('base') if result.get('action') == 'incremental' else None
+    return dict(image=result['image'], snapshot=result.get('snapshot'), from_snapshot=base)
+
+
+def keep_item(result, check_mode=False):
+    """A transfer result -> an images element for rbd_snapshot_prune that keeps the newest common snapshot.
+
+    In check mode the new snapshot does not exist yet, so the current base is kept as well.
+    """
+    keep = [result.get('snapshot')]
+    if check_mode and result.get('base'):
+        keep.append(result['base'])
+    return dict(image=result['image'], keep=[k for k in keep if k])
+
+
+def replication_summary(steps, pool, dest_pool=None):
+    """Per-image summary of one pool's run; an image failed if any step failed for it."""
+    per = {}
+    order = []
+
+    def entry(image):
+        if image not in per:
+            order.append(image)
+            per[image] = dict(image=image, pool=pool, dest_pool=dest_pool or pool,
+                              label='%s/%s' % (pool, image), action=None, base=None, snapshot=None,
+                              bytes=0, seconds=0.0, verified=None, removed_source=[], removed_dest=[],
+                              failed=False, errors=[])
+        return per[image]
+
+    for name in (steps.get('list') or {}).get('names') or []:
+        entry(name)
+    for step in STEPS[1:]:
+        res = steps.get(step) or {}
+        if res.get('skipped'):
+            continue
+        for r in res.get('images') or []:
+            e = entry(r['image'])
+            if r.get('failed'):
+                e['failed'] = True
+                e['errors'].append('%s: %s' % (step, r.get('msg')))
+                continue
+            if step == 'snapshot':
+                e['snapshot'] = r.get('snapshot')
+            elif step == 'transfer':
+                for k in ('action', 'base', 'snapshot', 'bytes', 'data_bytes', 'seconds', 'rate',
+                          'rolled_back', 'recovered', 'replaced_image', 'estimated'):
+                    if k in r:
+                        e[k] = r[k]
+            elif step == 'verify_dest':
+                e['verified'] = bool(r.get('match'))
+            elif step == 'prune_source':
+                e['removed_source'] = r.get('removed') or []
+            elif step == 'prune_dest':
+                e['removed_dest'] = r.get('removed') or []
+        if res.get('failed') and not res.get('images'):
+            for image in order:
+                per[image]['failed'] = True
+                per[image]['errors'].append('%s: %s' % (step, res.get('msg')))
+    return [per[i] for i in order]
+
+
+def replication_totals(summary):
+    """The set_stats payload: counts and totals plus the per-image list."""
+    failed = [s for s in summary if s.get('failed')]
+    return dict(images=len(summary), ok=len(summary) - len(failed), failed=len(failed),
+                failed_images=[s['label'] for s in failed],
+                bytes=sum(s.get('bytes') or 0 for s in summary),
+                seconds=round(sum(s.get('seconds') or 0 for s in summary), 3),
+                per_image=summary)
+
+
+def replication_report(summary):
+    """One line per image for the play's output."""
+    lines = []
+    for s in summary:
+        if s.get('failed'):
+            lines.append('%s: FAILED %s' % (s['label'], ' | '.join(s['errors'])))
+            continue
+        line = '%s: %s %s..%s %d bytes %.1fs' % (s['label'], s.get('action'), s.get('base') or '-',
+                                                 s.get('snapshot'), s.get('bytes') or 0, s.get('seconds') or 0)
+        if s.get('verified') is not None:
+            line += ' verified' if s['verified'] else ' NOT VERIFIED'
+        if s.get('removed_source') or s.get('removed_dest'):
+            line += ' pruned %d/%d' % (len(s.get('removed_source') or []), len(s.get('removed_dest') or []))
+        lines.append(line)
+    return lines
+
+
+class FilterModule(object):
+    def filters(self):
+        return dict(replication_summary=replication_summary, replication_totals=replication_totals,
+                    replication_report=replication_report, verify_item=verify_item, keep_item=keep_item)

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module of the collection shares: argument specs, image lists, results."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC
+
+IMAGES_ARGUMENT_SPEC = dict(
+    parallel=dict(type='int', default=8),
+    fail_on_image_error=dict(type='bool', default=True),
+)
+
+
+def argument_spec(**specific):
+    """The module's own options plus the common client and many-images options."""
+    spec = dict(CLIENT_ARGUMENT_SPEC)
+    spec.update(IMAGES_ARGUMENT_SPEC)
+    spec.update(specific)
+    return spec
+
+
+def image_items(module, key='images', fields=()):
+    """Normalize ``images``: each element a name, or a dict with ``image`` (or ``name``) and ``fields``.
+
+    Returns a list of dicts with ``image`` and the fields present; fails the module on a bad element.
+    """
+    items = []
+    for raw in module.params[key] or []:
+        if isinstance(raw, dict):
+            name = raw.get('image', raw.get('name'))
+            extra = dict((f, raw[f]) for f in fields if raw.get(f) is not None)
+        else:
+            name, extra = raw, {}
+        if not isinstance(name, str) or not name:
+            module.fail_json(msg='%s: every element must be an image name or a dict with "image", got %r'
+                             % (key, raw))
+        item = dict(image=name)
+        item.update(extra)
+        items.append(item)
+    names = [i['image'] for i in items]
+    dupes = sorted(set(n for n in names if names.count(n) > 1))
+    if dupes:
+        module.fail_json(msg='%s: images listed more than once: %s' % (key, ', '.join(dupes)))
+    if module.params.get('parallel') is not None and module.params['parallel'] < 1:
+        module.fail_json(msg='parallel must be at least 1, got %d' % module.params['parallel'])
+    return items
+
+
+def run_images(module, items, work):
+    """Run ``work(item)`` over the items with the module's ``parallel`` bound."""
+    return run_all(items, work, module.params.get('parallel') or 1)
+
+
+def finish(module, outcomes, what, diff=None, **extra):
+    """Exit (or fail) with one result per image; no image's result or error is dropped."""
+    images, failed, messages = [], [], []
+    for item, result, error in outcomes:
+        if error is not None:
+            images.append(dict(image=item['image'], failed=True, changed=False, msg=str(error)))
+            failed.append(item['image'])
+            messages.append(str(error) if item['image'] in str(error) else 'image %s: %s' % (item['image'], error))
+        else:
+            result.setdefault('image', item['image'])
+            result.setdefault('failed', False)
+            images.append(result)
+    changed = any(r.get('changed') for r in images)
+    out = dict(changed=changed, images=images, failed_images=failed)
+    out.update(extra)
+    if diff is not None and module._diff:
+        out['diff'] = diff
+    if failed and module.params.get('fail_on_image_error', True):
+        module.fail_json(msg='%s failed for %d of %d image(s): %s' % (what, len(failed), len(images),
+                                                                      '; '.join(messages)), **out)
+    module.exit_json(**out)

@@ -1,0 +1,335 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One client for the ``rbd`` CLI.
+
+Every call goes through :class:`Rbd`: it builds the argv from the common client
+options (never a shell string), runs it with a hard timeout, parses ``--format
+json`` and raises :class:`RbdError` carrying the command, rc and stderr.
+
+Images are always addressed with ``--pool/--namespace/--image/--snap`` options,
+never as a ``pool/image@snap`` spec string, so that image names with ``/``,
+``@``, spaces or shell metacharacters cannot be misparsed.
+
+A *runner* is any callable ``runner(argv, timeout, stdin_data=None) -> (rc,
+stdout, stderr)``; the local one is :func:`run_bounded`; :class:`SshRunner`
+runs the same argv on another host (quoted with ``shlex.quote``).  Unit tests
+pass a fake runner.
+
+This is a private module_util (leading underscore): its API may change.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+
+# The common client options, shared by every module (see doc fragment ceph_rbd.backup.rbd).
+CLIENT_OPTIONS = ('cluster', 'conf', 'user', 'keyring')
+
+CLIENT_ARGUMENT_SPEC = dict(
+    cluster=dict(type='str'),
+    conf=dict(type='path'),
+    user=dict(type='str'),
+    keyring=dict(type='path', no_log=False),
+    timeout=dict(type='int', default=300),
+)
+
+# The sub-options of a dict that describes the ceph client of the *other* side.
+REMOTE_CEPH_SPEC = dict(
+    cluster=dict(type='str'),
+    conf=dict(type='str'),
+    user=dict(type='str'),
+    keyring=dict(type='str', no_log=False),
+)
+
+# Image-meta key set on a destination image while we import into it (see _transfer).
+META_IMPORTING = 'ceph_rbd_backup.importing'
+
+
+class RbdError(Exception):
+    """An rbd call failed.  ``str()`` names the image and the command."""
+
+    def __init__(self, msg, cmd=None, rc=None, stderr=None, image=None):
+        super(RbdError, self).__init__(msg)
+        self.msg = msg
+        self.cmd = cmd
+        self.rc = rc
+        self.stderr = (stderr or '').strip()
+        self.image = image
+
+    def __str__(self):
+        parts = []
+        if self.image:
+            parts.append('image %s: ' % self.image)
+        parts.append(self.msg)
+        if self.cmd:
+            parts.append(' (command: %s' % shlex.join(self.cmd) if hasattr(shlex, 'join')
+                         else ' (command: %s' % ' '.join(shlex.quote(a) for a in self.cmd))
+            if self.rc is not None:
+                parts.append(', rc=%s' % self.rc)
+            parts.append(')')
+        if self.stderr:
+            parts.append(': %s' % self.stderr[-2000:])
+        return ''.join(parts)
+
+    def as_dict(self):
+        return dict(msg=str(self), cmd=self.cmd, rc=self.rc, stderr=self.stderr)
+
+
+def client_args(cluster=None, conf=None, user=None, keyring=None, timeout=None):
+    """Pure: the global rbd/ceph arguments for one set of client options.
+
+    ``timeout`` also bounds librados itself, so a dead OSD or monitor makes the
+    call fail instead of waiting forever.
+    """
+    argv = []
+    if cluster:
+        argv += ['--cluster', cluster]
+    if conf:
+        argv += ['--conf', conf]
+    if user:
+        argv += ['--id', user]
+    if keyring:
+        argv += ['--keyring', keyring]
+    if timeout:
+        t = str(int(timeout))
+        argv += ['--rados-osd-op-timeout', t, '--rados-mon-op-timeout', t,
+                 '--client-mount-timeout', t]
+    return argv
+
+
+def image_args(pool, image=None, namespace=None, snap=None):
+    """Pure: address an image (or a pool) with options, never with a spec string."""
+    argv = ['--pool', pool]
+    if namespace:
+        argv += ['--namespace', namespace]
+    if image is not None:
+        argv += ['--image', image]
+    if snap is not None:
+        argv += ['--snap', snap]
+    return argv
+
+
+def image_label(pool, image, namespace=None, snap=None):
+    """Pure: a human-readable ``pool/ns/image@snap`` for messages only."""
+    label = pool + '/' + (namespace + '/' if namespace else '') + image
+    if snap:
+        label += '@' + snap
+    return label
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        pass
+
+
+def run_bounded(argv, timeout, stdin_data=None):
+    """Run argv (no shell) and kill its whole process group after ``timeout`` s."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as e:
+        return 127, '', 'cannot run %s: %s' % (argv[0], e)
+    try:
+        out, err = proc.communicate(input=stdin_data.encode() if stdin_data is not None else None,
+                                    timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        return -9, '', 'timed out after %s s (killed)' % timeout
+    return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+
+def ssh_argv(host, user=None, port=None, key=None, options=None, cipher=None, batch=True):
+    """Pure: the ssh argv (without the remote command) to reach ``host``."""
+    argv = ['ssh']
+    if batch:
+        argv += ['-o', 'BatchMode=yes']
+    argv += ['-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4']
+    if port:
+        argv += ['-p', str(port)]
+    if user:
+        argv += ['-l', user]
+    if key:
+        argv += ['-i', key]
+    if cipher:
+        argv += ['-c', cipher]
+    argv += list(options or [])
+    argv += ['--', host]
+    return argv
+
+
+def remote_command(argv):
+    """Pure: one shell-safe command string for ssh from an argv."""
+    return ' '.join(shlex.quote(a) for a in argv)
+
+
+class SshRunner:
+    """Runs argv on another host through ssh; each word is quoted once."""
+
+    def __init__(self, ssh, local_runner=None):
+        self.ssh = list(ssh)
+        self.local_runner = local_runner or run_bounded
+
+    def wrap(self, argv):
+        return self.ssh + [remote_command(argv)]
+
+    def __call__(self, argv, timeout, stdin_data=None):
+        return self.local_runner(self.wrap(argv), timeout, stdin_data)
+
+
+def parse_bool(value):
+    """rbd json writes some booleans as strings ("true"/"false")."""
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() == 'true'
+
+
+class Rbd:
+    """The rbd CLI for one cluster, run locally or through :class:`SshRunner`."""
+
+    def __init__(self, cluster=None, conf=None, user=None, keyring=None, timeout=300,
+                 runner=None, binary='rbd'):
+        self.timeout = timeout
+        self.runner = runner or run_bounded
+        self.binary = binary
+        self.global_args = client_args(cluster, conf, user, keyring, timeout)
+
+    @classmethod
+    def from_params(cls, params, runner=None, timeout=None):
+        return cls(timeout=timeout if timeout is not None else params.get('timeout', 300),
+                   runner=runner, **dict((k, params.get(k)) for k in CLIENT_OPTIONS))
+
+    def argv(self, *args):
+        return [self.binary] + self.global_args + list(args)
+
+    def run(self, *args, **kwargs):
+        """Run ``rbd ARGS``; raise RbdError on failure, return stdout."""
+        image = kwargs.pop('image', None)
+        stdin_data = kwargs.pop('stdin_data', None)
+        ok_rcs = kwargs.pop('ok_rcs', (0,))
+        argv = self.argv(*args)
+        rc, out, err = self.runner(argv, self.timeout, stdin_data)
+        if rc not in ok_rcs:
+            raise RbdError('rbd %s failed' % args[0], cmd=argv, rc=rc, stderr=err, image=image)
+        return out
+
+    def json(self, *args, **kwargs):
+        out = self.run(*(args + ('--format', 'json')), **kwargs)
+        try:
+            return json.loads(out) if out.strip() else None
+        except ValueError:
+            raise RbdError('rbd %s printed no JSON: %r' % (args[0], out[:200]),
+                           cmd=self.argv(*args), image=kwargs.get('image'))
+
+    # -- queries ---------------------------------------------------------
+    def pool_exists(self, pool, namespace=None):
+        try:
+            self.list_images(pool, namespace)
+            return True
+        except RbdError as e:
+            if e.rc == 2 or 'No such file' in e.stderr or 'error opening pool' in e.stderr:
+                return False
+            raise
+
+    def list_images(self, pool, namespace=None):
+        return sorted(self.json('ls', *image_args(pool, namespace=namespace)) or [])
+
+    def info(self, pool, image, namespace=None):
+        """Image info dict, or None if the image does not exist."""
+        label = image_label(pool, image, namespace)
+        try:
+            return self.json('info', *image_args(pool, image, namespace), image=label)
+        except RbdError as e:
+            if e.rc == 2 or 'No such file' in e.stderr:
+                return None
+            raise
+
+    def snapshots(self, pool, image, namespace=None):
+        """The image's user snapshots, ordered by id (creation order)."""
+        label = image_label(pool, image, namespace)
+        snaps = self.json('snap', 'ls', *image_args(pool, image, namespace), image=label) or []
+        for s in snaps:
+            s['protected'] = parse_bool(s.get('protected', False))
+        return sorted(snaps, key=lambda s: s['id'])
+
+    def snapshots_or_none(self, pool, image, namespace=None):
+        """Like snapshots(), but None when the image does not exist."""
+        try:
+            return self.snapshots(pool, image, namespace)
+        except RbdError as e:
+            if e.rc == 2 or 'No such file' in e.stderr:
+                return None
+            raise
+
+    def diff(self, pool, image, namespace=None, snap=None, from_snap=None, whole_object=False):
+        """Changed extents as [(offset, length, exists)], sorted by offset."""
+        args = ['diff'] + image_args(pool, image, namespace, snap)
+        if from_snap:
+            args += ['--from-snap', from_snap]
+        if whole_object:
+            args.append('--whole-object')
+        raw = self.json(*args, image=image_label(pool, image, namespace, snap)) or []
+        return sorted((int(e['offset']), int(e['length']), parse_bool(e['exists'])) for e in raw)
+
+    def meta_get(self, pool, image, key, namespace=None):
+        rc, out, err = self.runner(self.argv('image-meta', 'get', *(image_args(pool, image, namespace) + [key])),
+                                   self.timeout)
+        if rc == 0:
+            return out.strip()
+        if rc == 2 or 'No such file' in err or 'failed to get metadata' in err:
+            return None
+        raise RbdError('rbd image-meta get failed', cmd=self.argv('image-meta', 'get'), rc=rc, stderr=err,
+                       image=image_label(pool, image, namespace))
+
+    # -- changes ---------------------------------------------------------
+    def snap_create(self, pool, image, snap, namespace=None):
+        self.run('snap', 'create', *image_args(pool, image, namespace, snap),
+                 image=image_label(pool, image, namespace))
+
+    def snap_remove(self, pool, image, snap, namespace=None):
+        self.run('snap', 'rm', '--no-progress', *image_args(pool, image, namespace, snap),
+                 image=image_label(pool, image, namespace))
+
+    def snap_rollback(self, pool, image, snap, namespace=None):
+        self.run('snap', 'rollback', '--no-progress', *image_args(pool, image, namespace, snap),
+                 image=image_label(pool, image, namespace))
+
+    def create(self, pool, image, size, namespace=None, object_size=None):
+        args = ['create', '--size', '%dB' % size] + image_args(pool, image, namespace)
+        if object_size:
+            args += ['--object-size', '%dB' % object_size]
+        self.run(*args, image=image_label(pool, image, namespace))
+
+    def remove(self, pool, image, namespace=None):
+        self.run('rm', '--no-progress', *image_args(pool, image, namespace),
+                 image=image_label(pool, image, namespace))
+
+    def rename(self, pool, image, new_name, namespace=None):
+        args = ['rename'] + image_args(pool, image, namespace) + ['--dest-pool', pool]
+        if namespace:
+            args += ['--dest-namespace', namespace]
+        args += ['--dest', new_name]
+        self.run(*args, image=image_label(pool, image, namespace))
+
+    def meta_set(self, pool, image, key, value, namespace=None):
+        self.run('image-meta', 'set', *(image_args(pool, image, namespace) + [key, value]),
+                 image=image_label(pool, image, namespace))
+
+    def meta_remove(self, pool, image, key, namespace=None):
+        self.run('image-meta', 'remove', *(image_args(pool, image, namespace) + [key]),
+                 image=image_label(pool, image, namespace), ok_rcs=(0, 2))
+
+
+def elapsed_since(t0):
+    return round(time.monotonic() - t0, 3)

@@ -1,0 +1,335 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: rbd_diff_transfer
+short_description: Bring destination RBD images up to a source snapshot with export-diff/import-diff over ssh
+version_added: 1.0.0
+description:
+  - For every listed image, picks the base - the newest snapshot with O(prefix) that exists on both sides
+    (ordered by snapshot id on the source) - and streams C(rbd export-diff --from-snap BASE) into
+    C(rbd import-diff) on the destination. The first run creates the destination image and sends the
+    whole image.
+  - In O(mode=pull) the module runs on the destination host and reads the source over ssh; in
+    O(mode=push) it runs on the source host and writes to the destination over ssh. The exit code of
+    every process at both ends is checked, and a stream that moves no data for O(timeout) seconds is killed.
+  - The snapshot that C(import-diff) creates after its last write is the commit marker - a broken transfer
+    leaves no new destination snapshot, and the next run starts again from the same base.
+  - If the destination image changed since the base, the image is refused unless O(allow_rollback=true)
+    (then it is rolled back to the base). The leftovers of this module's own interrupted import are
+    recognised (image-meta C(ceph_rbd_backup.importing)) and rolled back automatically.
+  - A destination image that shares no snapshot with the source is not overwritten in place - it is
+    rebuilt under a temporary name, and the old image is renamed aside (RV(images[].replaced_image)),
+    never deleted.
+author:
+  - ceph_rbd.backup contributors
+extends_documentation_fragment:
+  - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.IMAGES
+notes:
+  - The common client options (O(cluster), O(conf), O(user), O(keyring)) describe the cluster of the
+    host the module runs on (the destination in pull mode, the source in push mode); O(remote_ceph) the other.
+attributes:
+  check_mode:
+    support: full
+    description: Reports per image the action, the base and the data bytes that would be sent; changes nothing.
+  diff_mode:
+    support: full
+    description: Shows each destination image's newest replicated snapshot before and after.
+options:
+  mode:
+    description: Where the module runs - V(pull) on the destination host, V(push) on the source host.
+    type: str
+    choices: [pull, push]
+    default: pull
+  source_pool:
+    description: The source pool.
+    type: str
+    required: true
+  source_namespace:
+    description: The RBD namespace inside O(source_pool), if any.
+    type: str
+  dest_pool:
+    description: The destination pool (must exist). Defaults to O(source_pool).
+    type: str
+  dest_namespace:
+    description: The RBD namespace inside O(dest_pool). Defaults to O(source_namespace).
+    type: str
+  images:
+    description:
+      - The source images. Each element is a name, or a dict with C(image), optional C(dest_image)
+        (the destination name, default the same) and optional C(snapshot) (overrides O(snapshot)).
+    type: list
+    elements: raw
+    required: true
+  snapshot:
+    description:
+      - The source snapshot to bring the destination up to. Default is each image's newest snapshot with O(prefix).
+    type: str
+  prefix:
+    description: The prefix that marks the snapshots this collection owns; only they can be a base.
+    type: str
+    default: backup-
+  allow_rollback:
+    description:
+      - Roll a destination image that was modified since the base back to the base (discarding those
+        writes) instead of refusing it.
+    type: bool
+    default: false
+  remote_ceph:
+    description: The Ceph client options of the other side, as they are on the other host.
+    type: dict
+    default: {}
+    suboptions:
+      cluster:
+        description: Cluster name on the other host.
+        type: str
+      conf:
+        description: Path of the C(ceph.conf) on the other host.
+        type: str
+      user:
+        description: The cephx id on the other host.
+        type: str
+      keyring:
+        description: Path of the keyring on the other host.
+        type: str
+  ssh_host:
+    description: The address of the other host (the source in pull mode, the destination in push mode).
+    type: str
+    required: true
+  ssh_user:
+    description: The user to log in as on the other host.
+    type: str
+  ssh_port:
+    description: The ssh port of the other host.
+    type: int
+  ssh_key:
+    description: The private key to log in with (default - ssh's own default keys).
+    type: path
+  ssh_options:
+    description: Extra ssh arguments, for example V([-o, StrictHostKeyChecking=yes]).
+    type: list
+    elements: str
+    default: []
+  ssh_cipher:
+    description:
+      - The ssh cipher for the data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
+        times faster than OpenSSH's default on the test machine.
+    type: str
+  compression:
+    description: Compress the stream with the C(zstd) CLI, which must exist on both hosts.
+    type: str
+    choices: [none, zstd]
+    default: none
+  compression_level:
+    description: The zstd level.
+    type: int
+    default: 1
+  bwlimit:
+    description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
+    type: str
+'''
+
+EXAMPLES = r'''
+- name: Pull the changes of two images from the source host (runs on the backup host)
+  ceph_rbd.backup.rbd_diff_transfer:
+    mode: pull
+    ssh_host: ceph-src-1.example.com
+    ssh_user: backup
+    source_pool: rbd
+    dest_pool: rbd-backup
+    images: [vm-101-disk-0, vm-102-disk-0]
+    remote_ceph:
+      user: backup-ro
+    user: backup
+    ssh_cipher: aes128-gcm@openssh.com
+
+- name: What would be sent tonight (check mode)
+  ceph_rbd.backup.rbd_diff_transfer:
+    ssh_host: ceph-src-1.example.com
+    source_pool: rbd
+    images: [vm-101-disk-0]
+  check_mode: true
+'''
+
+RETURN = r'''
+images:
+  description: One result per image.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The source image.
+      type: str
+    dest_image:
+      description: The destination image.
+      type: str
+    action:
+      description: V(initial), V(incremental), V(up_to_date) or V(rebuild).
+      type: str
+    base:
+      description: The common snapshot the diff starts from (none for initial and rebuild).
+      type: str
+    snapshot:
+      description: The snapshot the destination now has (or would have).
+      type: str
+    bytes:
+      description: Bytes of the diff stream sent (in check mode, the data bytes that would be sent).
+      type: int
+    data_bytes:
+      description: Bytes of changed data the stream carried.
+      type: int
+    seconds:
+      description: Wall time for this image.
+      type: float
+    rate:
+      description: Stream bytes per second.
+      type: float
+    rolled_back:
+      description: The destination had been modified since the base and was rolled back (O(allow_rollback)).
+      type: bool
+    recovered:
+      description: Leftovers of an interrupted import by this module were rolled back.
+      type: bool
+    replaced_image:
+      description: Where the old destination image was renamed to when it was rebuilt.
+      type: str
+failed_images:
+  description: The images that failed.
+  returned: always
+  type: list
+  elements: str
+bytes:
+  description: Total stream bytes over all images.
+  returned: always
+  type: int
+'''
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.formatters import human_to_bytes
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
+    argument_spec, finish, image_items, run_images,
+)
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
+    REMOTE_CEPH_SPEC, Rbd, SshRunner, ssh_argv,
+)
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
+    Side, TransferOptions, transfer_image,
+)
+
+
+def close_master(control_path, host):
+    """Stop the multiplexing ssh master, if one was started (its output must not reach stdout)."""
+    if os.path.exists(control_path):
+        subprocess.call(['ssh', '-o', 'ControlPath=%s' % control_path, '-O', 'exit', host],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            mode=dict(type='str', choices=['pull', 'push'], default='pull'),
+            source_pool=dict(type='str', required=True),
+            source_namespace=dict(type='str'),
+            dest_pool=dict(type='str'),
+            dest_namespace=dict(type='str'),
+            images=dict(type='list', elements='raw', required=True),
+            snapshot=dict(type='str'),
+            prefix=dict(type='str', default='backup-'),
+            allow_rollback=dict(type='bool', default=False),
+            remote_ceph=dict(type='dict', default={}, options=REMOTE_CEPH_SPEC),
+            ssh_host=dict(type='str', required=True),
+            ssh_user=dict(type='str'),
+            ssh_port=dict(type='int'),
+            ssh_key=dict(type='path', no_log=False),
+            ssh_options=dict(type='list', elements='str', default=[]),
+            ssh_cipher=dict(type='str'),
+            compression=dict(type='str', choices=['none', 'zstd'], default='none'),
+            compression_level=dict(type='int', default=1),
+            bwlimit=dict(type='str'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    items = image_items(module, fields=('dest_image', 'snapshot'))
+    for item in items:
+        snap = item.get('snapshot') or p['snapshot']
+        if snap and validate_snapshot_name(snap):
+            module.fail_json(msg='image %s: %s' % (item['image'], validate_snapshot_name(snap)))
+    if not p['prefix']:
+        module.fail_json(msg='prefix must not be empty')
+    bwlimit = None
+    if p['bwlimit']:
+        try:
+            bwlimit = human_to_bytes(p['bwlimit'])
+        except ValueError as e:
+            module.fail_json(msg='bwlimit: %s' % e)
+    if p['compression'] == 'zstd' and not shutil.which('zstd'):
+        module.fail_json(msg='compression=zstd needs the zstd CLI on this host (apt-get install zstd)')
+    if not shutil.which('rbd'):
+        module.fail_json(msg='the rbd CLI is not installed on this host (apt-get install ceph-common)')
+
+    control_dir = tempfile.mkdtemp(prefix='rbd-xfer-')
+    try:
+        base_ssh = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'])
+        stream_ssh = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'],
+                              cipher=p['ssh_cipher'])
+        # Small queries share one multiplexed connection; the data streams get their own.
+        control = ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % os.path.join(control_dir, 'cm'),
+                   '-o', 'ControlPersist=120']
+        query_ssh = base_ssh[:-2] + control + base_ssh[-2:]
+        local_rbd = Rbd.from_params(p)
+        remote_rbd = Rbd(timeout=p['timeout'], runner=SshRunner(query_ssh), **p['remote_ceph'])
+        dest_pool = p['dest_pool'] or p['source_pool']
+        dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
+        if p['mode'] == 'pull':
+            src = Side(remote_rbd, p['source_pool'], p['source_namespace'], remote_ssh=stream_ssh)
+            dst = Side(local_rbd, dest_pool, dest_ns)
+        else:
+            src = Side(local_rbd, p['source_pool'], p['source_namespace'])
+            dst = Side(remote_rbd, dest_pool, dest_ns, remote_ssh=stream_ssh)
+
+        if not dst.rbd.pool_exists(dst.pool, dst.namespace):
+            module.fail_json(msg='the destination pool %s does not exist (create it on the destination cluster, '
+                             'e.g. ceph osd pool create %s && rbd pool init %s)' % (
+                                 dst.pool + ('/' + dst.namespace if dst.namespace else ''), dst.pool, dst.pool))
+
+        def progress(image, nbytes, seconds):
+            module.log('rbd_diff_transfer %s: %d bytes in %.0f s (%.1f MB/s)'
+                       % (image, nbytes, seconds, nbytes / 1e6 / max(seconds, 1e-6)))
+
+        opts = TransferOptions(prefix=p['prefix'], allow_rollback=p['allow_rollback'],
+                               compression=p['compression'], compression_level=p['compression_level'],
+                               bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
+                               progress=progress)
+
+        def work(item):
+            return transfer_image(src, dst, item['image'], item.get('dest_image'),
+                                  item.get('snapshot') or p['snapshot'], opts)
+
+        outcomes = run_images(module, items, work)
+    finally:
+        close_master(os.path.join(control_dir, 'cm'), p['ssh_host'])
+        shutil.rmtree(control_dir, ignore_errors=True)
+    results = [r for _i, r, e in outcomes if e is None]
+    before = dict((r['dest_image'], r['base'] if r.get('action') != 'initial' else None) for r in results)
+    after = dict((r['dest_image'], r['snapshot']) for r in results)
+    finish(module, outcomes, 'rbd_diff_transfer', diff=dict(before=before, after=after),
+           bytes=sum(r.get('bytes') or 0 for r in results))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,136 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: rbd_image_info
+short_description: List the RBD images of a pool, optionally with their snapshots
+version_added: 1.0.0
+description:
+  - Lists the images of a pool (filtered by shell-style patterns) and, with O(snapshots=true), each image's
+    snapshots, concurrently. Reports whether the pool exists instead of failing when it does not.
+author:
+  - ceph_rbd.backup contributors
+extends_documentation_fragment:
+  - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.IMAGES
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+options:
+  pool:
+    description: The pool.
+    type: str
+    required: true
+  namespace:
+    description: The RBD namespace inside O(pool), if any.
+    type: str
+  include:
+    description: Shell-style patterns; an image is listed if it matches one. Default is every image.
+    type: list
+    elements: str
+    default: ['*']
+  exclude:
+    description: Shell-style patterns of images not to list.
+    type: list
+    elements: str
+    default: []
+  snapshots:
+    description: Also list each image's snapshots.
+    type: bool
+    default: false
+  prefix:
+    description: With O(snapshots=true), also return each image's newest snapshot with this prefix.
+    type: str
+    default: backup-
+'''
+
+EXAMPLES = r'''
+- name: The images the nightly run will replicate
+  ceph_rbd.backup.rbd_image_info:
+    pool: rbd
+    exclude: ['*-scratch']
+  register: pool_images
+'''
+
+RETURN = r'''
+pool_exists:
+  description: Whether the pool (and namespace) exists.
+  returned: always
+  type: bool
+names:
+  description: The image names, sorted.
+  returned: always
+  type: list
+  elements: str
+images:
+  description: One entry per image (with O(snapshots=true), its snapshots and newest prefixed snapshot).
+  returned: always
+  type: list
+  elements: dict
+failed_images:
+  description: Images whose snapshots could not be listed.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import fnmatch
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import argument_spec, finish, run_images
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+
+
+def select_names(names, include, exclude):
+    """Pure: the names that match an include pattern and no exclude pattern, sorted."""
+    return sorted(n for n in names
+                  if any(fnmatch.fnmatchcase(n, pat) for pat in include)
+                  and not any(fnmatch.fnmatchcase(n, pat) for pat in exclude))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            pool=dict(type='str', required=True),
+            namespace=dict(type='str'),
+            include=dict(type='list', elements='str', default=['*']),
+            exclude=dict(type='list', elements='str', default=[]),
+            snapshots=dict(type='bool', default=False),
+            prefix=dict(type='str', default='backup-'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    rbd = Rbd.from_params(p)
+    try:
+        if not rbd.pool_exists(p['pool'], p['namespace']):
+            module.exit_json(changed=False, pool_exists=False, names=[], images=[], failed_images=[])
+        names = select_names(rbd.list_images(p['pool'], p['namespace']), p['include'], p['exclude'])
+    except RbdError as e:
+        module.fail_json(msg=str(e), **e.as_dict())
+
+    def work(item):
+        out = dict(image=item['image'], changed=False)
+        if p['snapshots']:
+            snaps = rbd.snapshots(p['pool'], item['image'], p['namespace'])
+            out['snapshots'] = snaps
+            out['newest'] = _snapshots.newest(snaps, p['prefix'])
+        return out
+
+    items = [dict(image=n) for n in names]
+    outcomes = run_images(module, items, work) if p['snapshots'] else [(i, dict(i, changed=False), None) for i in items]
+    finish(module, outcomes, 'rbd_image_info', pool_exists=True, names=names)
+
+
+if __name__ == '__main__':
+    main()

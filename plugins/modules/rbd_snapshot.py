@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: rbd_snapshot
+short_description: Create or remove a snapshot on one or many RBD images
+version_added: 1.0.0
+description:
+  - Creates (or removes) one snapshot, with the same name, on every listed image of a pool,
+    concurrently.
+  - Names are O(prefix) followed by the UTC time to the second (for example C(backup-20261126T114059Z))
+    unless O(name) is given. Creating a snapshot that already exists is not a change.
+  - Snapshots whose name does not start with O(prefix) are never removed.
+author:
+  - ceph_rbd.backup contributors
+extends_documentation_fragment:
+  - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.IMAGES
+attributes:
+  check_mode:
+    support: full
+    description: Reports the snapshot that would be created or removed; changes nothing.
+  diff_mode:
+    support: full
+    description: Shows each image's prefixed snapshots before and after.
+options:
+  pool:
+    description: The pool that holds the images.
+    type: str
+    required: true
+  namespace:
+    description: The RBD namespace inside O(pool), if any.
+    type: str
+  images:
+    description: The images to snapshot.
+    type: list
+    elements: str
+    required: true
+    aliases: [image]
+  name:
+    description:
+      - The snapshot name. Default is O(prefix) plus the current UTC time, computed once for all images.
+      - Required with O(state=absent).
+    type: str
+  prefix:
+    description: The prefix that marks the snapshots this collection owns.
+    type: str
+    default: backup-
+  state:
+    description: Whether the snapshot should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+'''
+
+EXAMPLES = r'''
+- name: Snapshot three images with a timestamped name
+  ceph_rbd.backup.rbd_snapshot:
+    pool: rbd
+    images: [vm-101-disk-0, vm-102-disk-0, vm-103-disk-0]
+
+- name: Remove one named snapshot (only a prefixed one can be removed)
+  ceph_rbd.backup.rbd_snapshot:
+    pool: rbd
+    images: vm-101-disk-0
+    name: backup-20261126T010000Z
+    state: absent
+
+# Ad hoc:
+# ansible source -m ceph_rbd.backup.rbd_snapshot -a 'pool=rbd images=vm-101-disk-0'
+'''
+
+RETURN = r'''
+snapshot:
+  description: The snapshot name used for every image.
+  returned: always
+  type: str
+  sample: backup-20261126T114059Z
+images:
+  description: One result per image, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image name.
+      type: str
+    changed:
+      description: Whether this image's snapshot was created (or removed).
+      type: bool
+    snapshot:
+      description: The snapshot name.
+      type: str
+    failed:
+      description: Whether this image failed.
+      type: bool
+    msg:
+      description: Why this image failed.
+      type: str
+      returned: on failure
+failed_images:
+  description: The images that failed.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
+    argument_spec, finish, image_items, run_images,
+)
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            pool=dict(type='str', required=True),
+            namespace=dict(type='str'),
+            images=dict(type='list', elements='str', required=True, aliases=['image']),
+            name=dict(type='str'),
+            prefix=dict(type='str', default='backup-'),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+        ),
+        required_if=[('state', 'absent', ['name'])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    items = image_items(module)
+    name = p['name'] or _snapshots.make_name(p['prefix'])
+    problem = _snapshots.validate_snapshot_name(name)
+    if problem:
+        module.fail_json(msg=problem)
+    if p['state'] == 'absent' and not name.startswith(p['prefix']):
+        module.fail_json(msg='refusing to remove snapshot %s: it does not start with the prefix %r'
+                         % (name, p['prefix']))
+    rbd = Rbd.from_params(p)
+    before, after = {}, {}
+
+    def work(item):
+        image = item['image']
+        snaps = rbd.snapshots_or_none(p['pool'], image, p['namespace'])
+        if snaps is None:
+            raise RbdError('the image does not exist', image=image_label(p['pool'], image, p['namespace']))
+        names = [s['name'] for s in _snapshots.with_prefix(snaps, p['prefix'])]
+        before[image] = names
+        exists = name in [s['name'] for s in snaps]
+        changed = exists != (p['state'] == 'present')
+        if changed and not module.check_mode:
+            if p['state'] == 'present':
+                rbd.snap_create(p['pool'], image, name, p['namespace'])
+            else:
+                if [s for s in snaps if s['name'] == name and s['protected']]:
+                    raise RbdError('snapshot %s is protected (it may have clones); unprotect it first' % name,
+                                   image=image_label(p['pool'], image, p['namespace']))
+                rbd.snap_remove(p['pool'], image, name, p['namespace'])
+        after[image] = (names + [name]) if changed and p['state'] == 'present' else \
+            [n for n in names if not (changed and n == name)]
+        return dict(image=image, changed=changed, snapshot=name)
+
+    outcomes = run_images(module, items, work)
+    finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name)
+
+
+if __name__ == '__main__':
+    main()

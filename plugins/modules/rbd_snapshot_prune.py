@@ -1,0 +1,165 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: rbd_snapshot_prune
+short_description: Remove old prefixed RBD snapshots under a retention policy
+version_added: 1.0.0
+description:
+  - Applies a retention policy to the snapshots whose name starts with O(prefix), on every listed image,
+    concurrently. Snapshots without the prefix are never touched.
+  - A snapshot is kept if any rule keeps it - C(last) keeps the newest N; C(hourly), C(daily), C(weekly),
+    C(monthly) and C(yearly) keep the newest snapshot of each of the N newest such periods (UTC) that
+    have one. Every snapshot named in O(keep) (the replication base) is kept whatever the policy says.
+  - A protected snapshot (it may have clones) is never removed; it is reported in RV(images[].skipped).
+author:
+  - ceph_rbd.backup contributors
+extends_documentation_fragment:
+  - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.IMAGES
+attributes:
+  check_mode:
+    support: full
+    description: Returns what would be removed and kept; removes nothing.
+  diff_mode:
+    support: full
+    description: Shows each image's prefixed snapshots before and after.
+options:
+  pool:
+    description: The pool that holds the images.
+    type: str
+    required: true
+  namespace:
+    description: The RBD namespace inside O(pool), if any.
+    type: str
+  images:
+    description:
+      - The images to prune. Each element is an image name, or a dict with C(image) and C(keep)
+        (a list of snapshot names that must be kept for that image only).
+    type: list
+    elements: raw
+    required: true
+  prefix:
+    description: The prefix that marks the snapshots this collection owns.
+    type: str
+    default: backup-
+  retention:
+    description:
+      - The policy, for example V({last: 3, daily: 7, weekly: 4, monthly: 6}).
+      - Keys are C(last), C(hourly), C(daily), C(weekly), C(monthly) and C(yearly); values are
+        non-negative whole numbers.
+    type: dict
+    required: true
+  keep:
+    description: Snapshot names to keep on every image (for example the newest common snapshot).
+    type: list
+    elements: str
+    default: []
+'''
+
+EXAMPLES = r'''
+- name: Keep two snapshots on the source, never the base
+  ceph_rbd.backup.rbd_snapshot_prune:
+    pool: rbd
+    images: [vm-101-disk-0]
+    retention: {last: 2}
+    keep: [backup-20261126T010000Z]
+
+- name: Grandfather-father-son on the backup cluster
+  ceph_rbd.backup.rbd_snapshot_prune:
+    pool: rbd
+    images:
+      - image: vm-101-disk-0
+        keep: [backup-20261126T010000Z]
+    retention: {last: 3, daily: 7, weekly: 4, monthly: 6}
+'''
+
+RETURN = r'''
+images:
+  description: One result per image.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image name.
+      type: str
+    removed:
+      description: Snapshots removed (in check mode, that would be removed), oldest first.
+      type: list
+      elements: str
+    kept:
+      description: Each kept snapshot with the rules that keep it.
+      type: dict
+    skipped:
+      description: Snapshots the policy would remove but that are protected.
+      type: list
+      elements: str
+failed_images:
+  description: The images that failed.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _retention, _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
+    argument_spec, finish, image_items, run_images,
+)
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            pool=dict(type='str', required=True),
+            namespace=dict(type='str'),
+            images=dict(type='list', elements='raw', required=True),
+            prefix=dict(type='str', default='backup-'),
+            retention=dict(type='dict', required=True),
+            keep=dict(type='list', elements='str', default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    policy, problem = _retention.validate_policy(p['retention'])
+    if problem:
+        module.fail_json(msg=problem)
+    if not p['prefix']:
+        module.fail_json(msg='prefix must not be empty: it is what keeps foreign snapshots safe')
+    items = image_items(module, fields=('keep',))
+    rbd = Rbd.from_params(p)
+    before, after = {}, {}
+
+    def work(item):
+        image = item['image']
+        label = image_label(p['pool'], image, p['namespace'])
+        snaps = rbd.snapshots_or_none(p['pool'], image, p['namespace'])
+        if snaps is None:
+            raise RbdError('the image does not exist', image=label)
+        own = _snapshots.with_prefix(snaps, p['prefix'])
+        timed = [(s['name'], _snapshots.snapshot_time(s, p['prefix'])) for s in own]
+        keep = list(p['keep']) + list(item.get('keep') or [])
+        kept, removable = _retention.select(timed, policy, keep)
+        protected = set(s['name'] for s in own if s['protected'])
+        skipped = [n for n in removable if n in protected]
+        remove = [n for n in removable if n not in protected]
+        if not module.check_mode:
+            for name in remove:
+                rbd.snap_remove(p['pool'], image, name, p['namespace'])
+        before[image] = [s['name'] for s in own]
+        after[image] = [s['name'] for s in own if s['name'] not in remove]
+        return dict(image=image, changed=bool(remove), removed=remove, kept=kept, skipped=skipped)
+
+    finish(module, run_images(module, items, work), 'rbd_snapshot_prune', diff=dict(before=before, after=after))
+
+
+if __name__ == '__main__':
+    main()
