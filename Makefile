@@ -1,0 +1,38 @@
+# Every target installs what it needs (scripts/bootstrap.sh); see README.md.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export RBD_TESTBED_DIR ?= /tmp/rbd-testbed
+TESTBED := tests/testbed/testbed.sh
+
+.PHONY: deps test unit integration demo bench lint testbed-up testbed-down clean
+
+deps:
+	@bash scripts/bootstrap.sh
+
+unit: deps
+	python -m pytest -q tests/unit
+
+testbed-up: deps
+	bash $(TESTBED) up
+
+testbed-down:
+	bash $(TESTBED) down
+
+integration: testbed-up
+	python -m pytest -q tests/integration
+
+test: deps
+	python -m pytest -q tests/unit
+	bash $(TESTBED) up
+	python -m pytest -q tests/integration
+
+demo: testbed-up
+	bash tests/demo.sh
+
+bench: testbed-up
+	python bench/bench.py
+
+clean: testbed-down
+	rm -rf .build $(VENV)

@@ -1,0 +1,668 @@
+#!/usr/bin/env bash
+# Local test bed for the RBD replication collection.
+#
+# Brings up, on a single machine and without systemd or containers:
+#   * two single-node Ceph clusters ("source" on 127.0.0.2, "backup" on
+#     127.0.0.3), each with one mon and one bluestore OSD (no mgr), and a
+#     pool "rbd";
+#   * two sshd instances acting as the fake hosts "source" (127.0.0.2:2222)
+#     and "backup" (127.0.0.3:2222), accepting root's ~/.ssh/id_ed25519;
+#   * an Ansible inventory and an env.sh describing all of the above.
+#
+# Usage: testbed.sh up|down|status|env|osd-stop <cluster>|osd-start <cluster>
+# State lives in ${RBD_TESTBED_DIR:-/tmp/rbd-testbed}.
+set -euo pipefail
+
+DIR_RAW="${RBD_TESTBED_DIR:-/tmp/rbd-testbed}"
+case "$DIR_RAW" in
+  /*) DIR="$DIR_RAW" ;;
+  *) DIR="$(pwd)/$DIR_RAW" ;;
+esac
+DIR="${DIR%/}"
+[ -n "$DIR" ] || { echo "testbed: refusing to use / as state dir" >&2; exit 2; }
+
+CLUSTERS=(source backup)
+SSH_PORT=2222
+SSH_DIR="$DIR/ssh"
+KNOWN_HOSTS="$SSH_DIR/known_hosts"
+INVENTORY="$DIR/inventory.yml"
+ENV_FILE="$DIR/env.sh"
+READY_MARKER=".ready"   # written into $DIR/<cluster>/ once the cluster is fully created
+BED_MARKER=".rbd-testbed"  # marks $DIR as ours, so `down` may delete it
+
+# Per-command time limits (seconds).
+T_CEPH=30        # a single ceph/rbd admin command
+T_BENCH=90       # rbd bench round trip step
+T_WAIT=240       # waiting for a cluster to become usable
+T_STOP=10        # grace period between SIGTERM and SIGKILL
+
+PACKAGES=(ceph-mon ceph-osd ceph-common python3-rbd python3-rados openssh-server openssh-client zstd coreutils)
+
+# Run a command quietly; show its output only if it fails.
+quiet() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+}
+
+log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+cluster_ip() {
+  case "$1" in
+    source) echo 127.0.0.2 ;;
+    backup) echo 127.0.0.3 ;;
+    *) die "unknown cluster '$1' (expected source or backup)" ;;
+  esac
+}
+
+cdir() { echo "$DIR/$1"; }
+conf_of() { echo "$DIR/$1/ceph.conf"; }
+keyring_of() { echo "$DIR/$1/ceph.client.admin.keyring"; }
+mon_pidfile() { echo "$DIR/$1/run/mon.a.pid"; }
+osd_pidfile() { echo "$DIR/$1/run/osd.0.pid"; }
+sshd_pidfile() { echo "$SSH_DIR/sshd-$1.pid"; }
+
+# ceph / rbd wrappers: always bounded by timeout, always pointed at the bed.
+# Usage: cephc <cluster> [timeout-seconds] -- args...
+cephc() {
+  local c="$1" t="$T_CEPH"; shift
+  if [ "${1:-}" != "--" ]; then t="$1"; shift; fi
+  shift
+  timeout -k 5 "$t" ceph --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin \
+    --connect-timeout "$t" "$@"
+}
+rbdc() {
+  local c="$1" t="$T_CEPH"; shift
+  if [ "${1:-}" != "--" ]; then t="$1"; shift; fi
+  shift
+  timeout -k 5 "$t" rbd --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin "$@"
+}
+
+# ---------------------------------------------------------------- processes
+
+# Is the pid in <pidfile> alive and one of ours (its command line mentions
+# our state dir)?  Prints the pid on success.
+pid_from_file() {
+  local f="$1" pid
+  [ -s "$f" ] || return 1
+  pid="$(tr -dc '0-9' <"$f")"
+  [ -n "$pid" ] || return 1
+  is_ours "$pid" || return 1
+  echo "$pid"
+}
+
+is_ours() {
+  local pid="$1" cmd
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$DIR/"* ]]
+}
+
+alive() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# All descendants of a pid (children first-level and below).
+descendants() {
+  local parent="$1" p ppid kids=()
+  for p in /proc/[0-9]*; do
+    ppid="$(awk '/^PPid:/ {print $2}' "$p/status" 2>/dev/null)" || continue
+    [ "$ppid" = "$parent" ] && kids+=("${p#/proc/}")
+  done
+  for p in "${kids[@]}"; do
+    echo "$p"
+    descendants "$p"
+  done
+}
+
+# SIGTERM the given pids, wait up to T_STOP (or $2.. seconds), then SIGKILL.
+kill_pids() {
+  local grace="$1"; shift
+  local pids=("$@") p i left
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for ((i = 0; i < grace * 10; i++)); do
+    left=0
+    for p in "${pids[@]}"; do alive "$p" && left=1; done
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    if alive "$p"; then
+      log "pid $p did not stop after ${grace}s, sending SIGKILL"
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < 50; i++)); do
+    left=0
+    for p in "${pids[@]}"; do alive "$p" && left=1; done
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+}
+
+stop_pidfile() {
+  local f="$1" grace="${2:-$T_STOP}" pid
+  if pid="$(pid_from_file "$f")"; then
+    kill_pids "$grace" "$pid"
+  fi
+  rm -f "$f"
+}
+
+# Daemons of this bed still running without (valid) pid files, identified by
+# executable and a command line that references our state dir.
+stray_daemons() {
+  local p exe pid
+  for p in /proc/[0-9]*; do
+    pid="${p#/proc/}"
+    [ "$pid" = "$$" ] && continue
+    exe="$(readlink "$p/exe" 2>/dev/null)" || continue
+    case "${exe##*/}" in
+      ceph-mon|ceph-osd|sshd) is_ours "$pid" && echo "$pid" ;;
+    esac
+  done
+}
+
+# ------------------------------------------------------------------ packages
+
+ensure_packages() {
+  local missing=() p st
+  for p in "${PACKAGES[@]}"; do
+    st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+    [ "$st" = "install ok installed" ] || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing missing packages: ${missing[*]}"
+  timeout 900 apt-get update
+  DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y "${missing[@]}"
+}
+
+# -------------------------------------------------------------------- ceph
+
+write_ceph_conf() {
+  local c="$1" d ip fsid
+  d="$(cdir "$c")"; ip="$(cluster_ip "$c")"; fsid="$2"
+  cat >"$d/ceph.conf" <<EOF
+# Generated by tests/testbed/testbed.sh -- single-node test cluster "$c".
+[global]
+fsid = $fsid
+mon initial members = a
+mon host = [v2:$ip:3300,v1:$ip:6789]
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+auth allow insecure global id reclaim = false
+ms bind ipv6 = false
+run dir = $d/run
+# single node: one replica, OSD is the failure domain
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
+mon data avail warn = 2
+mon data avail crit = 1
+# let a killed OSD be noticed within a minute, never auto-mark it out
+osd beacon report interval = 10
+mon osd report timeout = 60
+mon osd down out interval = 0
+mon warn on osd down out interval zero = false
+# faster map updates (pool create etc.) on a one-mon test cluster
+paxos propose interval = 0.1
+
+[mon]
+mon data = $d/mon/ceph-a
+keyring = $d/mon/ceph-a/keyring
+public addr = $ip
+log file = $d/log/mon.a.log
+mon cluster log file = $d/log/cluster.log
+pid file = $d/run/mon.a.pid
+admin socket = $d/run/mon.a.asok
+mon memory target = 536870912
+
+[osd]
+osd data = $d/osd/ceph-0
+keyring = $d/osd/ceph-0/keyring
+osd objectstore = bluestore
+# never <osd data>/block itself: mkfs symlinks <osd data>/block -> this path
+bluestore block path = $d/osd0.img
+bluestore block create = false
+public addr = $ip
+cluster addr = $ip
+log file = $d/log/osd.0.log
+pid file = $d/run/osd.0.pid
+admin socket = $d/run/osd.0.asok
+osd memory target = 1073741824
+bluestore cache autotune = false
+bluestore cache size = 134217728
+osd op num shards = 2
+osd op num threads per shard = 1
+
+[client]
+keyring = $d/ceph.client.admin.keyring
+EOF
+}
+
+start_mon() {
+  local c="$1" d
+  d="$(cdir "$c")"
+  pid_from_file "$(mon_pidfile "$c")" >/dev/null && return 0
+  log "$c: starting mon"
+  timeout 60 ceph-mon --conf "$d/ceph.conf" -i a </dev/null >>"$d/log/mon.a.stdout" 2>&1 \
+    || { tail -n 30 "$d/log/mon.a.log" "$d/log/mon.a.stdout" >&2 2>/dev/null || true; die "$c: ceph-mon failed to start"; }
+}
+
+start_osd() {
+  local c="$1" d
+  d="$(cdir "$c")"
+  pid_from_file "$(osd_pidfile "$c")" >/dev/null && return 0
+  log "$c: starting osd"
+  timeout 120 ceph-osd --conf "$d/ceph.conf" -i 0 </dev/null >>"$d/log/osd.0.stdout" 2>&1 \
+    || { tail -n 30 "$d/log/osd.0.log" "$d/log/osd.0.stdout" >&2 2>/dev/null || true; die "$c: ceph-osd failed to start"; }
+}
+
+wait_mon() {
+  local c="$1" end=$((SECONDS + T_WAIT))
+  until cephc "$c" 10 -- mon stat >/dev/null 2>&1; do
+    pid_from_file "$(mon_pidfile "$c")" >/dev/null \
+      || { tail -n 30 "$(cdir "$c")/log/mon.a.log" >&2 2>/dev/null || true; die "$c: mon died"; }
+    [ "$SECONDS" -lt "$end" ] || die "$c: mon not answering after ${T_WAIT}s"
+    sleep 0.5
+  done
+}
+
+wait_osd_up() {
+  local c="$1" end=$((SECONDS + T_WAIT))
+  until [ "$(cephc "$c" 10 -- osd dump --format json 2>/dev/null \
+      | /usr/bin/python3 -c 'import json,sys; print(sum(o["up"] for o in json.load(sys.stdin)["osds"]))' 2>/dev/null)" = 1 ]; do
+    pid_from_file "$(osd_pidfile "$c")" >/dev/null \
+      || { tail -n 30 "$(cdir "$c")/log/osd.0.log" >&2 2>/dev/null || true; die "$c: osd died"; }
+    [ "$SECONDS" -lt "$end" ] || die "$c: osd not up after ${T_WAIT}s"
+    sleep 0.5
+  done
+}
+
+# rbd create + write bench + rm, retried until it works (PGs may still peer).
+wait_rbd_io() {
+  local c="$1" end=$((SECONDS + T_WAIT)) img
+  img="testbed-probe-$$-$c"
+  while :; do
+    if rbdc "$c" -- create --size 16M "rbd/$img" >/dev/null 2>&1 \
+      && rbdc "$c" "$T_BENCH" -- bench --io-type write --io-total 4M "rbd/$img" >/dev/null 2>&1 \
+      && rbdc "$c" -- rm --no-progress "rbd/$img" >/dev/null 2>&1; then
+      return 0
+    fi
+    rbdc "$c" -- rm --no-progress "rbd/$img" >/dev/null 2>&1 || true
+    [ "$SECONDS" -lt "$end" ] || die "$c: rbd I/O round trip does not work after ${T_WAIT}s"
+    sleep 1
+  done
+}
+
+create_cluster() {
+  local c="$1" d ip fsid uuid
+  d="$(cdir "$c")"; ip="$(cluster_ip "$c")"
+  fsid="$(cat /proc/sys/kernel/random/uuid)"
+  uuid="$(cat /proc/sys/kernel/random/uuid)"
+  log "$c: creating cluster (fsid $fsid) on $ip"
+  stop_cluster "$c"
+  rm -rf "$d"
+  mkdir -p "$d/run" "$d/log" "$d/mon/ceph-a" "$d/osd/ceph-0"
+  write_ceph_conf "$c" "$fsid"
+
+  # keyrings
+  timeout 30 ceph-authtool --create-keyring "$d/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  timeout 30 ceph-authtool --create-keyring "$d/ceph.client.admin.keyring" --gen-key -n client.admin \
+    --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
+  timeout 30 ceph-authtool "$d/mon.keyring" --import-keyring "$d/ceph.client.admin.keyring" >/dev/null
+  chmod 600 "$d/mon.keyring" "$d/ceph.client.admin.keyring"
+
+  # mon
+  timeout 30 monmaptool --create --fsid "$fsid" --addv a "[v2:$ip:3300,v1:$ip:6789]" "$d/monmap" >/dev/null
+  timeout 60 ceph-mon --conf "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/mon.keyring" \
+    >>"$d/log/mon.a.stdout" 2>&1 || { tail -n 30 "$d/log/mon.a.log" "$d/log/mon.a.stdout" >&2 2>/dev/null || true; die "$c: mon mkfs failed"; }
+  start_mon "$c"
+  wait_mon "$c"
+
+  # osd (bluestore on a large sparse file: a small one makes the OSD hit ENOSPC)
+  truncate -s 100G "$d/osd0.img"
+  quiet cephc "$c" -- osd new "$uuid" 0
+  timeout 300 ceph-osd --conf "$d/ceph.conf" --no-mon-config --mkfs --mkkey -i 0 --osd-uuid "$uuid" \
+    >>"$d/log/osd.0.stdout" 2>&1 || { tail -n 30 "$d/log/osd.0.log" "$d/log/osd.0.stdout" >&2 2>/dev/null || true; die "$c: osd mkfs failed"; }
+  quiet cephc "$c" -- auth add osd.0 osd 'allow *' mon 'allow profile osd' mgr 'allow profile osd' \
+    -i "$d/osd/ceph-0/keyring"
+  start_osd "$c"
+  wait_osd_up "$c"
+
+  # pool
+  quiet cephc "$c" -- osd pool create rbd 8 8 replicated
+  quiet rbdc "$c" 120 -- pool init rbd
+  touch "$d/$READY_MARKER"
+  log "$c: cluster created"
+}
+
+# Make sure a cluster exists and its daemons run; then prove I/O works.
+up_cluster() {
+  local c="$1" d
+  d="$(cdir "$c")"
+  if [ -f "$d/$READY_MARKER" ]; then
+    start_mon "$c"
+    wait_mon "$c"
+    start_osd "$c"
+  else
+    create_cluster "$c"
+  fi
+  wait_rbd_io "$c"
+  log "$c: rbd I/O round trip OK"
+}
+
+stop_osd() { stop_pidfile "$(osd_pidfile "$1")" 30; }
+
+stop_cluster() {
+  local c="$1"
+  stop_osd "$c"
+  stop_pidfile "$(mon_pidfile "$c")"
+}
+
+# --------------------------------------------------------------------- ssh
+
+root_home() { getent passwd root | cut -d: -f6; }
+
+ensure_root_key() {
+  local home
+  home="$(root_home)"
+  mkdir -p "$home/.ssh"
+  chmod 700 "$home/.ssh"
+  if [ ! -e "$home/.ssh/id_ed25519" ]; then
+    log "creating $home/.ssh/id_ed25519"
+    ssh-keygen -q -t ed25519 -N '' -C "root@rbd-testbed" -f "$home/.ssh/id_ed25519"
+  fi
+  if [ ! -e "$home/.ssh/id_ed25519.pub" ]; then
+    ssh-keygen -y -f "$home/.ssh/id_ed25519" >"$home/.ssh/id_ed25519.pub"
+  fi
+}
+
+write_sshd_conf() {
+  local h="$1" ip
+  ip="$(cluster_ip "$h")"
+  cat >"$SSH_DIR/sshd-$h.conf" <<EOF
+# Generated by tests/testbed/testbed.sh -- fake host "$h".
+ListenAddress $ip:$SSH_PORT
+HostKey $SSH_DIR/ssh_host_ed25519_key-$h
+PidFile $(sshd_pidfile "$h")
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+UseDNS no
+MaxStartups 50:30:100
+MaxSessions 50
+AcceptEnv LANG LC_*
+Subsystem sftp internal-sftp
+LogLevel INFO
+EOF
+}
+
+start_sshd() {
+  local h="$1"
+  pid_from_file "$(sshd_pidfile "$h")" >/dev/null && return 0
+  [ -f "$SSH_DIR/ssh_host_ed25519_key-$h" ] \
+    || ssh-keygen -q -t ed25519 -N '' -C "rbd-testbed-$h" -f "$SSH_DIR/ssh_host_ed25519_key-$h"
+  write_sshd_conf "$h"
+  log "ssh: starting sshd for host $h on $(cluster_ip "$h"):$SSH_PORT"
+  timeout 30 /usr/sbin/sshd -f "$SSH_DIR/sshd-$h.conf" -E "$SSH_DIR/sshd-$h.log" </dev/null \
+    || { tail -n 20 "$SSH_DIR/sshd-$h.log" >&2 2>/dev/null || true; die "sshd for $h failed to start"; }
+}
+
+ssh_check() {
+  local h="$1"
+  timeout 20 ssh -p "$SSH_PORT" -o UserKnownHostsFile="$KNOWN_HOSTS" -o StrictHostKeyChecking=yes \
+    -o BatchMode=yes -o ConnectTimeout=10 "root@$(cluster_ip "$h")" true </dev/null >/dev/null 2>&1
+}
+
+up_ssh() {
+  local h end tmp home
+  home="$(root_home)"
+  mkdir -p /run/sshd "$SSH_DIR"
+  chmod 755 /run/sshd
+  ensure_root_key
+  cp "$home/.ssh/id_ed25519.pub" "$SSH_DIR/authorized_keys"
+  chmod 600 "$SSH_DIR/authorized_keys"
+  case "$(getent shadow root | cut -d: -f2)" in
+    '!'*) log "WARNING: root's password is locked ('!'); sshd with UsePAM no refuses locked accounts" ;;
+  esac
+  for h in "${CLUSTERS[@]}"; do start_sshd "$h"; done
+  tmp="$KNOWN_HOSTS.tmp"
+  for h in "${CLUSTERS[@]}"; do
+    end=$((SECONDS + 30))
+    until timeout 10 ssh-keyscan -T 5 -t ed25519 -p "$SSH_PORT" "$(cluster_ip "$h")" >"$tmp.$h" 2>/dev/null \
+        && [ -s "$tmp.$h" ]; do
+      [ "$SECONDS" -lt "$end" ] || die "ssh-keyscan of $h failed"
+      sleep 0.3
+    done
+  done
+  cat "$tmp.source" "$tmp.backup" >"$tmp"
+  mv "$tmp" "$KNOWN_HOSTS"
+  rm -f "$tmp.source" "$tmp.backup"
+  for h in "${CLUSTERS[@]}"; do
+    ssh_check "$h" || { tail -n 20 "$SSH_DIR/sshd-$h.log" >&2 2>/dev/null || true; die "ssh root@$(cluster_ip "$h") does not work"; }
+  done
+  log "ssh: both hosts reachable"
+}
+
+# ----------------------------------------------------------- inventory/env
+
+write_inventory() {
+  local tmp="$INVENTORY.tmp"
+  cat >"$tmp" <<EOF
+# Generated by tests/testbed/testbed.sh
+all:
+  vars:
+    ansible_port: $SSH_PORT
+    ansible_user: root
+    ansible_python_interpreter: /usr/bin/python3
+    ansible_ssh_common_args: "-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes"
+  children:
+    ceph_source:
+      hosts:
+        source:
+          ansible_host: $(cluster_ip source)
+      vars:
+        rbd_replicate_dest_host: backup
+        rbd_replicate_source_ceph:
+          conf: "$(conf_of source)"
+          keyring: "$(keyring_of source)"
+          user: admin
+        rbd_replicate_dest_ceph:
+          conf: "$(conf_of backup)"
+          keyring: "$(keyring_of backup)"
+          user: admin
+        rbd_replicate_ssh_options:
+          - "-o"
+          - "UserKnownHostsFile=$KNOWN_HOSTS"
+          - "-o"
+          - "StrictHostKeyChecking=yes"
+    ceph_backup:
+      hosts:
+        backup:
+          ansible_host: $(cluster_ip backup)
+EOF
+  mv "$tmp" "$INVENTORY"
+
+  tmp="$ENV_FILE.tmp"
+  {
+    echo "# Generated by tests/testbed/testbed.sh -- source this file."
+    printf 'export RBD_TESTBED_DIR=%q\n' "$DIR"
+    printf 'export SRC_CONF=%q\n' "$(conf_of source)"
+    printf 'export SRC_KEYRING=%q\n' "$(keyring_of source)"
+    printf 'export DST_CONF=%q\n' "$(conf_of backup)"
+    printf 'export DST_KEYRING=%q\n' "$(keyring_of backup)"
+    printf 'export SRC_HOST=%q\n' "$(cluster_ip source)"
+    printf 'export DST_HOST=%q\n' "$(cluster_ip backup)"
+    printf 'export SSH_PORT=%q\n' "$SSH_PORT"
+    printf 'export INVENTORY=%q\n' "$INVENTORY"
+  } >"$tmp"
+  mv "$tmp" "$ENV_FILE"
+}
+
+# ------------------------------------------------------------- subcommands
+
+require_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+
+# Fast health check used by `up` to return early.
+healthy() {
+  local c h
+  for c in "${CLUSTERS[@]}"; do
+    [ -f "$(cdir "$c")/$READY_MARKER" ] || return 1
+    pid_from_file "$(mon_pidfile "$c")" >/dev/null || return 1
+    pid_from_file "$(osd_pidfile "$c")" >/dev/null || return 1
+  done
+  for h in "${CLUSTERS[@]}"; do
+    pid_from_file "$(sshd_pidfile "$h")" >/dev/null || return 1
+  done
+  [ -s "$KNOWN_HOSTS" ] && [ -s "$SSH_DIR/authorized_keys" ] || return 1
+  for c in "${CLUSTERS[@]}"; do
+    rbdc "$c" 15 -- ls rbd >/dev/null 2>&1 || return 1
+  done
+  for h in "${CLUSTERS[@]}"; do
+    ssh_check "$h" || return 1
+  done
+}
+
+cmd_up() {
+  require_root
+  local start=$SECONDS pids=() c p rc=0
+  if healthy; then
+    write_inventory
+    log "already up and healthy ($DIR)"
+    return 0
+  fi
+  ensure_packages
+  mkdir -p "$DIR"
+  # if we are interrupted, do not leave the parallel set-up jobs running
+  trap 'trap - INT TERM; [ "${#pids[@]}" -eq 0 ] || kill "${pids[@]}" 2>/dev/null; exit 130' INT TERM
+  touch "$DIR/$BED_MARKER"
+  for c in "${CLUSTERS[@]}"; do
+    up_cluster "$c" &
+    pids+=("$!")
+  done
+  up_ssh &
+  pids+=("$!")
+  for p in "${pids[@]}"; do
+    wait "$p" || rc=1
+  done
+  [ "$rc" = 0 ] || die "test bed did not come up (logs under $DIR/*/log, $SSH_DIR/*.log)"
+  write_inventory
+  log "test bed up in $((SECONDS - start))s; source with: . $ENV_FILE"
+}
+
+cmd_down() {
+  require_root
+  local c h p pids=() strays
+  for h in "${CLUSTERS[@]}"; do
+    if p="$(pid_from_file "$(sshd_pidfile "$h")")"; then
+      # the listener plus its per-connection session processes
+      mapfile -t pids < <(echo "$p"; descendants "$p")
+      kill_pids "$T_STOP" "${pids[@]}"
+    fi
+    rm -f "$(sshd_pidfile "$h")"
+  done
+  for c in "${CLUSTERS[@]}"; do
+    stop_cluster "$c"
+  done
+  mapfile -t strays < <(stray_daemons)
+  if [ "${#strays[@]}" -gt 0 ]; then
+    log "stopping leftover daemons without pid file: ${strays[*]}"
+    kill_pids "$T_STOP" "${strays[@]}"
+  fi
+  if [ -e "$DIR" ] && [ ! -e "$DIR/$BED_MARKER" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ]; then
+    die "$DIR is not a test bed directory (no $BED_MARKER); not removing it"
+  fi
+  rm -rf "$DIR"
+  log "test bed down ($DIR removed)"
+}
+
+cmd_status() {
+  local c h p bad=0 st
+  for c in "${CLUSTERS[@]}"; do
+    if p="$(pid_from_file "$(mon_pidfile "$c")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
+    echo "$c mon.a: $st"
+    if p="$(pid_from_file "$(osd_pidfile "$c")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
+    echo "$c osd.0: $st"
+  done
+  for h in "${CLUSTERS[@]}"; do
+    if p="$(pid_from_file "$(sshd_pidfile "$h")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
+    echo "sshd $h ($(cluster_ip "$h"):$SSH_PORT): $st"
+  done
+  for c in "${CLUSTERS[@]}"; do
+    echo "--- ceph -s ($c)"
+    if [ -f "$(conf_of "$c")" ] && pid_from_file "$(mon_pidfile "$c")" >/dev/null; then
+      cephc "$c" 15 -- -s || { echo "ceph -s failed for $c"; bad=1; }
+    else
+      echo "(mon not running)"
+    fi
+  done
+  return "$bad"
+}
+
+cmd_env() {
+  [ -f "$ENV_FILE" ] || die "$ENV_FILE does not exist; run '$0 up' first"
+  cat "$ENV_FILE"
+}
+
+cmd_osd_stop() {
+  require_root
+  local c="${1:-}"
+  cluster_ip "$c" >/dev/null
+  log "$c: stopping osd"
+  stop_osd "$c"
+}
+
+cmd_osd_start() {
+  require_root
+  local c="${1:-}"
+  cluster_ip "$c" >/dev/null
+  [ -f "$(cdir "$c")/$READY_MARKER" ] || die "$c: cluster not created; run '$0 up'"
+  start_mon "$c"
+  wait_mon "$c"
+  start_osd "$c"
+  wait_osd_up "$c"
+  local end=$((SECONDS + T_WAIT))
+  until rbdc "$c" 15 -- ls rbd >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$end" ] || die "$c: pool rbd not usable after ${T_WAIT}s"
+    sleep 0.5
+  done
+  log "$c: osd up"
+}
+
+usage() {
+  cat >&2 <<EOF
+usage: $0 up|down|status|env|osd-stop <source|backup>|osd-start <source|backup>
+state dir: \${RBD_TESTBED_DIR:-/tmp/rbd-testbed} (now: $DIR)
+EOF
+  exit 2
+}
+
+main() {
+  local cmd="${1:-}"
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    osd-stop) cmd_osd_stop "$@" ;;
+    osd-start) cmd_osd_start "$@" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
