@@ -38,6 +38,9 @@ def image_items(module, key='images', fields=()):
         if not isinstance(name, str) or not name:
             module.fail_json(msg='%s: every element must be an image name or a dict with "image", got %r'
                              % (key, raw))
+        if '/' in name or '@' in name:
+            module.fail_json(msg='%s: image name %r cannot contain "/" or "@" (rbd reads them as pool and '
+                             'snapshot separators)' % (key, name))
         item = dict(image=name)
         item.update(extra)
         items.append(item)
