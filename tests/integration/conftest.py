@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -144,6 +145,7 @@ class Bed:
 
     def ansible_env(self):
         env = dict(os.environ)
+        env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
         env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_DEPRECATION_WARNINGS='False',
                    ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0', ANSIBLE_RETRY_FILES_ENABLED='False',
                    ANSIBLE_SYSTEM_WARNINGS='False', ANSIBLE_PYTHON_INTERPRETER='/usr/bin/python3')
@@ -177,6 +179,8 @@ class Bed:
             assert os.path.exists(path), proc.stdout + proc.stderr
             with open(path) as f:
                 result = json.load(f)
+            result['_stdout'] = proc.stdout   # the tree callback drops 'diff'; ansible prints it here
+            result['failed'] = proc.returncode != 0   # ... and 'failed': the exit code tells
         finally:
             shutil.rmtree(tree, ignore_errors=True)
         assert bool(result.get('failed')) == expect_failed, json.dumps(result, indent=1)[-6000:]

@@ -441,16 +441,21 @@ def test_relay_downstream_exits_early(stream_file):
     assert time.monotonic() - t0 < 8
 
 
-def test_relay_missing_downstream_binary_kills_upstream(tmp_path):
-    pidfile = tmp_path / 'up.pid'
+def test_relay_missing_downstream_binary_kills_upstream(monkeypatch):
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*a, **kw):
+        p = real_popen(*a, **kw)
+        started.append(p)
+        return p
+
+    monkeypatch.setattr(ST.subprocess, 'Popen', recording_popen)
     with pytest.raises(OSError):
-        ST.relay([('export', ['sh', '-c', 'echo $$ > "$1"; exec sleep 30', 'sh', str(pidfile)])],
+        ST.relay([('export', ['sleep', '30'])],
                  [('import', ['/nonexistent/definitely-not-here'])], idle_timeout=10)
-    pid = read_pid(pidfile)
-    t0 = time.monotonic()
-    while not gone(pid) and time.monotonic() - t0 < 3:
-        time.sleep(0.05)
-    assert gone(pid)
+    assert len(started) == 1
+    assert started[0].wait(timeout=3) == -9
 
 
 def test_relay_bwlimit_slows_down(tmp_path):

@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.ceph_rbd.backup.plugins.filter import replication as F
+
+
+def base_entry(image, pool='rbd', dest_pool=None, **kw):
+    e = dict(image=image, pool=pool, dest_pool=dest_pool or pool, label='%s/%s' % (pool, image), action=None,
+             base=None, snapshot=None, bytes=0, seconds=0.0, verified=None, removed_source=[], removed_dest=[],
+             failed=False, errors=[])
+    e.update(kw)
+    return e
+
+
+# -- verify_item / keep_item ---------------------------------------------------------------------
+
+def test_verify_item_from_transfer_result():
+    assert F.verify_item(dict(image='a', action='incremental', base='s1', snapshot='s2')) == \
+        dict(image='a', snapshot='s2', from_snapshot='s1')
+    for action in ('initial', 'rebuild', 'up_to_date'):
+        assert F.verify_item(dict(image='a', action=action, base='s1', snapshot='s2')) == \
+            dict(image='a', snapshot='s2', from_snapshot=None)
+
+
+def test_verify_item_from_verify_result_prefers_from_snapshot():
+    assert F.verify_item(dict(image='a', action='incremental', base='s0', snapshot='s2', from_snapshot='s1')) == \
+        dict(image='a', snapshot='s2', from_snapshot='s1')
+    assert F.verify_item(dict(image='a', snapshot='s2', from_snapshot=None, action='incremental', base='s1')) == \
+        dict(image='a', snapshot='s2', from_snapshot=None)
+
+
+def test_keep_item():
+    r = dict(image='a', snapshot='s2', base='s1')
+    assert F.keep_item(r) == dict(image='a', keep=['s2'])
+    assert F.keep_item(r, check_mode=True) == dict(image='a', keep=['s2', 's1'])
+    assert F.keep_item(dict(image='a', snapshot=None, base=None), check_mode=True) == dict(image='a', keep=[])
+    assert F.keep_item(dict(image='a', snapshot=None, base='s1'), check_mode=True) == dict(image='a', keep=['s1'])
+
+
+# -- replication_summary ---------------------------------------------------------------------------------
+
+def full_steps():
+    return {
+        'list': {'names': ['a', 'b', 'c']},
+        'snapshot': {'images': [dict(image='a', snapshot='s2'), dict(image='b', snapshot='s2'),
+                                dict(image='c', snapshot='s2')]},
+        'transfer': {'images': [
+            dict(image='a', action='incremental', base='s1', snapshot='s2', bytes=100, data_bytes=90,
+                 seconds=1.5, rate=66.7, ignored='x'),
+            dict(image='b', failed=True, msg='ssh died'),
+            dict(image='c', action='initial', base=None, snapshot='s2', bytes=50, seconds=0.25),
+        ]},
+        'verify_source': {'images': [dict(image='a', digest='d'), dict(image='c', digest='e')]},
+        'verify_dest': {'images': [dict(image='a', match=True), dict(image='c', match=False)]},
+        'prune_source': {'images': [dict(image='a', removed=['s0']), dict(image='c', removed=None)]},
+        'prune_dest': {'skipped': True, 'images': [dict(image='a', removed=['zzz'])]},
+    }
+
+
+def test_replication_summary_merges_and_marks_failures():
+    out = F.replication_summary(full_steps(), 'rbd', 'backup')
+    assert [e['image'] for e in out] == ['a', 'b', 'c']
+    assert out[0] == base_entry('a', dest_pool='backup', action='incremental', base='s1', snapshot='s2', bytes=100,
+                                data_bytes=90, seconds=1.5, rate=66.7, verified=True, removed_source=['s0'])
+    assert out[1] == base_entry('b', dest_pool='backup', snapshot='s2', failed=True,
+                                errors=['transfer: ssh died'])
+    assert out[2] == base_entry('c', dest_pool='backup', action='initial', snapshot='s2', bytes=50, seconds=0.25,
+                                verified=False)
+    # the skipped prune_dest changed nothing
+    assert all(e['removed_dest'] == [] for e in out)
+
+
+def test_replication_summary_image_only_in_later_step_is_added():
+    steps = {'list': {'names': ['a']}, 'snapshot': {'images': [dict(image='z', snapshot='s')]}}
+    out = F.replication_summary(steps, 'p')
+    assert [e['image'] for e in out] == ['a', 'z'] and out[1]['snapshot'] == 's'
+    assert out[0]['dest_pool'] == 'p' and out[1]['label'] == 'p/z'
+
+
+def test_replication_summary_whole_task_failure_marks_every_image():
+    steps = {'list': {'names': ['a', 'b']}, 'snapshot': {'failed': True, 'msg': 'no ssh'}}
+    out = F.replication_summary(steps, 'rbd')
+    assert [e['failed'] for e in out] == [True, True]
+    assert [e['errors'] for e in out] == [['snapshot: no ssh'], ['snapshot: no ssh']]
+
+
+def test_replication_summary_failed_task_with_images_only_marks_those():
+    steps = {'list': {'names': ['a', 'b']},
+             'transfer': {'failed': True, 'msg': 'partial', 'images': [dict(image='a', failed=True, msg='x'),
+                                                                       dict(image='b', bytes=3)]}}
+    out = F.replication_summary(steps, 'rbd')
+    assert out[0]['failed'] and out[0]['errors'] == ['transfer: x']
+    assert not out[1]['failed'] and out[1]['bytes'] == 3
+
+
+def test_replication_summary_skipped_failed_step_is_ignored():
+    steps = {'list': {'names': ['a']}, 'verify_dest': {'skipped': True, 'failed': True, 'msg': 'nope'}}
+    out = F.replication_summary(steps, 'rbd')
+    assert out == [base_entry('a')]
+
+
+def test_replication_summary_empty():
+    assert F.replication_summary({}, 'rbd') == []
+    assert F.replication_summary({'list': None, 'snapshot': None}, 'rbd') == []
+
+
+def test_replication_summary_multiple_step_failures_accumulate():
+    steps = {'list': {'names': ['a']},
+             'verify_source': {'images': [dict(image='a', failed=True, msg='m1')]},
+             'prune_dest': {'images': [dict(image='a', failed=True, msg='m2')]}}
+    out = F.replication_summary(steps, 'rbd')
+    assert out[0]['errors'] == ['verify_source: m1', 'prune_dest: m2']
+
+
+# -- replication_totals / report --------------------------------------------------------------------
+
+def test_replication_totals():
+    summary = F.replication_summary(full_steps(), 'rbd', 'backup')
+    tot = F.replication_totals(summary)
+    assert tot == dict(images=3, ok=2, failed=1, failed_images=['rbd/b'], bytes=150, seconds=1.75,
+                       per_image=summary)
+    assert F.replication_totals([]) == dict(images=0, ok=0, failed=0, failed_images=[], bytes=0, seconds=0,
+                                            per_image=[])
+
+
+def test_replication_totals_rounding_and_none():
+    s = [dict(label='p/a', bytes=None, seconds=0.1), dict(label='p/b', bytes=2, seconds=0.2, failed=False)]
+    tot = F.replication_totals(s)
+    assert tot['seconds'] == 0.3 and tot['bytes'] == 2 and tot['ok'] == 2
+
+
+def test_replication_report_lines():
+    summary = F.replication_summary(full_steps(), 'rbd', 'backup')
+    assert F.replication_report(summary) == [
+        'rbd/a: incremental s1..s2 100 bytes 1.5s verified pruned 1/0',
+        'rbd/b: FAILED transfer: ssh died',
+        'rbd/c: initial -..s2 50 bytes 0.2s NOT VERIFIED',
+    ]
+
+
+def test_filter_module_exports():
+    f = F.FilterModule().filters()
+    assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
+                      'keep_item'}
+    assert f['keep_item'] is F.keep_item

@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import random
+import stat
+import struct
+
+import pytest
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify as V
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+
+
+# -- normalize_extents / extents_digest / clip ---------------------------------------------------
+
+def test_normalize_extents_tuples_lists_dicts():
+    raw = [
+        (4096, 10, True),
+        [0, 5, False],
+        {'offset': '8192', 'length': '3', 'exists': 'true'},
+        {'offset': 100, 'length': 2, 'exists': 'false'},
+        {'offset': 200, 'length': 1},             # exists defaults to True
+        (300, 4),                                 # exists defaults to True
+        ['400', '5', 'True'],
+        (500, 6, 'FALSE'),
+        (600, 1, 1),                              # only True / "true" count as existing
+    ]
+    assert V.normalize_extents(raw) == [
+        (0, 5, False), (100, 2, False), (200, 1, True), (300, 4, True), (400, 5, True),
+        (500, 6, False), (600, 1, False), (4096, 10, True), (8192, 3, True)]
+
+
+def test_normalize_extents_json_round_trip_and_empty():
+    ext = [(0, 5, False), (4096, 10, True)]
+    assert V.normalize_extents(json.loads(json.dumps(ext))) == ext
+    assert V.normalize_extents(None) == [] and V.normalize_extents([]) == []
+
+
+def test_extents_digest_stable_and_order_independent():
+    a = [(0, 5, False), (4096, 10, True), (8192, 1, True)]
+    d = V.extents_digest(a)
+    canon = json.dumps([[0, 5, False], [4096, 10, True], [8192, 1, True]], separators=(',', ':'))
+    assert d == hashlib.sha256(canon.encode()).hexdigest()
+    assert V.extents_digest(list(reversed(a))) == d
+    assert V.extents_digest([{'offset': str(o), 'length': l, 'exists': str(x).lower()} for o, l, x in a]) == d
+    assert V.extents_digest(json.loads(json.dumps(a))) == d
+
+
+def test_extents_digest_sensitive():
+    a = [(0, 5, False), (4096, 10, True)]
+    d = V.extents_digest(a)
+    assert V.extents_digest([(0, 5, True), (4096, 10, True)]) != d
+    assert V.extents_digest([(0, 6, False), (4096, 10, True)]) != d
+    assert V.extents_digest([(1, 5, False), (4096, 10, True)]) != d
+    assert V.extents_digest(a[:1]) != d
+    assert V.extents_digest([]) == hashlib.sha256(b'[]').hexdigest()
+
+
+def test_clip():
+    ext = [(0, 10, True), (5, 100, False), (99, 5, True), (100, 1, True), (200, 4, True)]
+    assert V.clip(ext, 100) == [(0, 10, True), (5, 95, False), (99, 1, True)]
+    assert V.clip(ext, 0) == []
+    assert V.clip([], 10) == []
+
+
+# -- export_ranges -----------------------------------------------------------------------------------
+
+def chunked(data, size):
+    return (data[i:i + size] for i in range(0, len(data), size))
+
+
+def collect(pieces):
+    """{(off, len): bytes} in first-seen order, checking extents come in one contiguous run each."""
+    out = {}
+    order = []
+    for off, length, data in pieces:
+        key = (off, length)
+        if key not in out:
+            assert not order or order[-1] != key
+            order.append(key)
+            out[key] = b''
+        else:
+            assert order[-1] == key, 'extent %r came back after another one' % (key,)
+        out[key] += data
+    return order, out
+
+
+EXTENTS = [(0, 1, True), (3, 10, True), (13, 1, False), (100, 4096, True), (5000, 3, True), (9000, 8191, True),
+           (20000, 0, True), (30000, 2768, True)]     # ends exactly at 32768
+
+
+@pytest.mark.parametrize('chunk', [1, 7, 4096, 1 << 20])
+def test_export_ranges_matches_slicing(chunk):
+    rng = random.Random(chunk)
+    image = bytes(rng.getrandbits(8) for _ in range(32768))
+    order, got = collect(V.export_ranges(chunked(image, chunk), EXTENTS))
+    expected = [(o, l) for o, l, _x in EXTENTS if l > 0]
+    assert order == expected
+    for (o, l) in expected:
+        assert got[(o, l)] == image[o:o + l]
+
+
+def test_export_ranges_random_chunk_sizes_and_extents():
+    rng = random.Random(42)
+    image = os.urandom(50000)
+    for _ in range(50):
+        exts, pos = [], 0
+        while True:
+            pos += rng.randint(0, 3000)
+            length = rng.randint(1, 5000)
+            if pos + length > len(image):
+                break
+            exts.append((pos, length, True))
+            pos += length
+        chunks, p = [], 0
+        while p < len(image):
+            n = rng.randint(1, 9000)
+            chunks.append(image[p:p + n])
+            p += n
+        order, got = collect(V.export_ranges(iter(chunks), exts))
+        assert order == [(o, l) for o, l, _x in exts]
+        for o, l, _x in exts:
+            assert got[(o, l)] == image[o:o + l]
+
+
+def test_export_ranges_extent_past_end_of_stream_is_partial():
+    got = list(V.export_ranges([b'abcdef'], [(4, 10, True), (20, 2, True)]))
+    assert got == [(4, 10, b'ef')]
+
+
+# -- DataHasher -------------------------------------------------------------------------------------
+
+def data_digest(size, pieces):
+    h = V.DataHasher(size)
+    for off, length, chunks in pieces:
+        h.begin(off, length)
+        for c in chunks:
+            h.update(c)
+    return h.hexdigest(), h.bytes
+
+
+def test_data_hasher_exact_value_and_chunking_independent():
+    d, n = data_digest(100, [(0, 4, [b'ab', b'cd']), (10, 2, [b'xy'])])
+    ref = hashlib.sha256(b'ceph_rbd.backup data v1 size=100\n')
+    ref.update(struct.pack('<QQ', 0, 4) + b'abcd' + struct.pack('<QQ', 10, 2) + b'xy')
+    assert d == ref.hexdigest() and n == 6
+    assert data_digest(100, [(0, 4, [b'a', b'bcd']), (10, 2, [b'x', b'y'])])[0] == d
+
+
+def test_data_hasher_detects_changes():
+    base = data_digest(100, [(0, 4, [b'abcd']), (10, 2, [b'xy'])])[0]
+    assert data_digest(100, [(0, 4, [b'abce']), (10, 2, [b'xy'])])[0] != base     # one byte flipped
+    assert data_digest(101, [(0, 4, [b'abcd']), (10, 2, [b'xy'])])[0] != base     # size changed
+    assert data_digest(100, [(1, 4, [b'abcd']), (10, 2, [b'xy'])])[0] != base     # offset moved
+    assert data_digest(100, [(0, 4, [b'abcd'])])[0] != base                        # extent missing
+
+
+def test_data_hasher_every_single_bit_flip_detected():
+    rng = random.Random(3)
+    data = bytes(rng.getrandbits(8) for _ in range(64))
+    base = data_digest(1 << 20, [(512, 64, [data])])[0]
+    seen = {base}
+    for i in range(64):
+        flipped = bytearray(data)
+        flipped[i] ^= 1 << (i % 8)
+        d = data_digest(1 << 20, [(512, 64, [bytes(flipped)])])[0]
+        assert d not in seen
+        seen.add(d)
+
+
+# -- digest_image end to end with a fake rbd --------------------------------------------------------
+
+class FakeRunner:
+    def __init__(self, info, diff):
+        self.info, self.diff = info, diff
+        self.calls = []
+
+    def __call__(self, argv, timeout, stdin_data=None):
+        self.calls.append(argv)
+        if 'info' in argv:
+            return 0, json.dumps(self.info), ''
+        if 'diff' in argv:
+            return 0, json.dumps(self.diff), ''
+        return 1, '', 'unexpected %r' % argv
+
+
+class FakeReader:
+    def __init__(self, image, chunk=5):
+        self.image, self.chunk = image, chunk
+
+    def ranges(self, pool, namespace, image, snap, extents):
+        for off, length, _x in extents:
+            pos, end = off, off + length
+            while pos < end:
+                n = min(self.chunk, end - pos)
+                yield off, length, self.image[pos:pos + n]
+                pos += n
+
+
+@pytest.fixture
+def fake_rbd(tmp_path):
+    def make(image, diff, rc=0, export_bytes=None):
+        img = tmp_path / 'image.bin'
+        img.write_bytes(image if export_bytes is None else export_bytes)
+        script = tmp_path / 'fake-rbd'
+        script.write_text('#!/bin/sh\ncat "%s"\necho fake-stderr >&2\nexit %d\n' % (img, rc))
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        return Rbd(runner=FakeRunner(dict(size=len(image)), diff), binary=str(script), timeout=10)
+    return make
+
+
+def test_digest_image_data_export_and_reader_agree(fake_rbd):
+    rng = random.Random(5)
+    image = bytes(rng.getrandbits(8) for _ in range(100000))
+    diff = [dict(offset=0, length=10, exists='true'), dict(offset=50000, length=60000, exists='true'),
+            dict(offset=20000, length=3, exists='false')]
+    rbd = fake_rbd(image, diff)
+    via_export = V.digest_image(rbd, 'p', None, 'img', 's2', 'data', from_snapshot='s1')
+    via_reader = V.digest_image(rbd, 'p', None, 'img', 's2', 'data', from_snapshot='s1',
+                                reader=FakeReader(image))
+    assert via_export['digest'] == via_reader['digest']
+    # extents clipped to the size, in offset order
+    assert via_export['extents'] == [[0, 10, True], [20000, 3, False], [50000, 50000, True]]
+    assert via_export['bytes_read'] == 10 + 3 + 50000
+    assert via_export['size'] == 100000 and via_export['from_snapshot'] == 's1'
+    expected = V.DataHasher(100000)
+    for o, l in ((0, 10), (20000, 3), (50000, 50000)):
+        expected.begin(o, l)
+        expected.update(image[o:o + l])
+    assert via_export['digest'] == expected.hexdigest()
+    # the destination reuses the source's extents: same digest
+    dest = V.digest_image(rbd, 'p', None, 'img', 's2', 'data', extents=via_export['extents'])
+    assert dest['digest'] == via_export['digest']
+    # the diff call asked for the right range
+    diff_argv = [a for a in rbd.runner.calls if 'diff' in a][0]
+    assert diff_argv[diff_argv.index('--from-snap') + 1] == 's1'
+    assert diff_argv[diff_argv.index('--snap') + 1] == 's2'
+
+
+def test_digest_image_data_detects_flipped_byte(fake_rbd):
+    image = bytes(range(256)) * 40
+    diff = [dict(offset=0, length=len(image), exists='true')]
+    a = V.digest_image(fake_rbd(image, diff), 'p', None, 'img', 's', 'data')['digest']
+    flipped = bytearray(image)
+    flipped[5000] ^= 0x80
+    b = V.digest_image(fake_rbd(bytes(flipped), diff), 'p', None, 'img', 's', 'data')['digest']
+    assert a != b
+
+
+def test_digest_image_extents_method(fake_rbd):
+    diff = [dict(offset=8, length=2, exists='true'), dict(offset=0, length=4, exists='false')]
+    r = V.digest_image(fake_rbd(b'x' * 16, diff), 'p', None, 'img', 's', 'extents')
+    assert r['digest'] == V.extents_digest([(0, 4, False), (8, 2, True)])
+    assert r['bytes_read'] == 0 and r['extents'] == [[0, 4, False], [8, 2, True]]
+
+
+def test_digest_image_full_method(fake_rbd):
+    image = os.urandom(12345)
+    r = V.digest_image(fake_rbd(image, []), 'p', None, 'img', 's', 'full')
+    assert r['digest'] == hashlib.sha256(b'ceph_rbd.backup full v1 size=12345\n' + image).hexdigest()
+    assert r['bytes_read'] == 12345 and 'extents' not in r
+
+
+def test_digest_image_full_short_export_raises(fake_rbd):
+    with pytest.raises(RbdError) as ei:
+        V.digest_image(fake_rbd(b'x' * 100, [], export_bytes=b'x' * 99), 'p', None, 'img', 's', 'full')
+    assert 'gave 99 bytes for a 100-byte snapshot' in str(ei.value)
+
+
+def test_digest_image_export_failure_raises(fake_rbd):
+    with pytest.raises(RbdError) as ei:
+        V.digest_image(fake_rbd(b'x' * 100, [], rc=3), 'p', None, 'img', 's', 'full')
+    assert ei.value.rc == 3 and 'fake-stderr' in str(ei.value) and 'p/img@s' in str(ei.value)
+
+
+def test_digest_image_unknown_method(fake_rbd):
+    with pytest.raises(ValueError):
+        V.digest_image(fake_rbd(b'', []), 'p', None, 'img', 's', 'md5', extents=[])
