@@ -65,7 +65,9 @@ def finish(module, outcomes, what, diff=None, **extra):
         if error is not None:
             images.append(dict(image=item['image'], failed=True, changed=False, msg=str(error)))
             failed.append(item['image'])
-            messages.append(str(error) if item['image'] in str(error) else 'image %s: %s' % (item['image'], error))
+            # an RbdError that names its image, or a message that starts by naming it, is not prefixed again
+            named = getattr(error, 'image', None) or str(error).startswith('image ')
+            messages.append(str(error) if named else 'image %s: %s' % (item['image'], error))
         else:
             result.setdefault('image', item['image'])
             result.setdefault('failed', False)

@@ -283,13 +283,14 @@ class Rbd:
         return sorted((int(e['offset']), int(e['length']), parse_bool(e['exists'])) for e in raw)
 
     def meta_get(self, pool, image, key, namespace=None):
-        rc, out, err = self.runner(self.argv('image-meta', 'get', *(image_args(pool, image, namespace) + [key])),
-                                   self.timeout)
+        """The value of an image-meta key, or None when it is not set."""
+        argv = self.argv('image-meta', 'get', *(image_args(pool, image, namespace) + [key]))
+        rc, out, err = self.runner(argv, self.timeout)
         if rc == 0:
             return out.strip()
         if rc == 2 or 'No such file' in err or 'failed to get metadata' in err:
             return None
-        raise RbdError('rbd image-meta get failed', cmd=self.argv('image-meta', 'get'), rc=rc, stderr=err,
+        raise RbdError('rbd image-meta get failed', cmd=argv, rc=rc, stderr=err,
                        image=image_label(pool, image, namespace))
 
     # -- changes ---------------------------------------------------------

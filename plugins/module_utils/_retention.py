@@ -16,6 +16,8 @@ A policy is ``{last: N, hourly: N, daily: N, weekly: N, monthly: N, yearly: N}``
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
+
 RULES = ('last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly')
 
 
@@ -34,7 +36,7 @@ def validate_policy(policy):
         if value is None:
             continue
         text = value.strip() if isinstance(value, str) else None
-        if isinstance(value, bool) or not (isinstance(value, int) or (text and text.lstrip('-').isdigit())):
+        if isinstance(value, bool) or not (isinstance(value, int) or (text and re.match(r'^-?[0-9]+$', text))):
             return None, 'retention %s must be a whole number, got %r' % (rule, value)
         number = int(value)
         if number < 0:

@@ -27,6 +27,7 @@ import time
 
 BANNER_V1 = b'rbd diff v1\n'
 CHUNK = 1 << 20
+MAX_NAME = 4096
 F_SETPIPE_SZ = 1031
 
 
@@ -87,7 +88,8 @@ class DiffStreamStats:
         if tag in (b'f', b't'):
             if len(self._buf) < 5:
                 return 5
-            return 5 + struct.unpack('<I', self._buf[1:5])[0]
+            length = struct.unpack('<I', self._buf[1:5])[0]
+            return 5 + length if length <= MAX_NAME else None   # rbd itself caps names at 4096
         return None
 
     def _add_extent(self, offset, length):
@@ -140,12 +142,16 @@ class DiffStreamStats:
                 self.error = 'data after the end record'
                 return
             wanted = self._wanted()
-            if wanted is None:
-                self.error = 'unknown record tag %r at stream byte %d' % (self._buf[0:1], self.stream_bytes - n + pos)
-                return
             take = min(wanted - len(self._buf), n - pos)
             self._buf += view[pos:pos + take].tobytes()
             pos += take
+            if self._wanted() is None:
+                at = self.stream_bytes - n + pos - len(self._buf)
+                if self._buf[0:1] in (b'f', b't'):
+                    self.error = 'snapshot name longer than %d bytes at stream byte %d' % (MAX_NAME, at)
+                else:
+                    self.error = 'unknown record tag %r at stream byte %d' % (self._buf[0:1], at)
+                return
             if len(self._buf) == self._wanted():
                 self._record()
                 if self.error:

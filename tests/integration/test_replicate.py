@@ -72,3 +72,59 @@ def test_missing_destination_pool_is_a_clear_error(bed, pools):
     out = bed.playbook(extra=extra, expect_rc=2)
     assert 'The destination pool no-such-pool does not exist on backup' in out
     assert bed.src.snaps(pools, 'x') == []   # nothing was changed before the error
+
+
+def test_check_mode_changes_nothing_and_reports(bed, pools):
+    bed.src.create(pools, 'vm', 32 * MiB)
+    bed.src.write(pools, 'vm', 0, random_data(2 * MiB, seed=1))
+    bed.src.create(pools, 'new', 8 * MiB)
+    bed.src.write(pools, 'new', 0, random_data(MiB, seed=2))
+    bed.playbook(extra=role_vars(pools, rbd_replicate_images=['vm']))
+    bed.src.write(pools, 'vm', 4 * MiB, random_data(3 * MiB, seed=3))
+    before = (bed.src.state(pools), bed.dst.state(pools))
+    out = bed.playbook(extra=role_vars(pools), check=True)
+    after = (bed.src.state(pools), bed.dst.state(pools))
+    assert before == after
+    lines = out.splitlines()
+    vm = [line for line in lines if '/vm: incremental' in line]
+    new = [line for line in lines if '/new: initial' in line]
+    assert vm and new, out[-3000:]
+    assert ' %d bytes' % (3 * MiB) in vm[0], vm[0]
+    assert ' %d bytes' % MiB in new[0], new[0]
+
+
+def test_retention_through_the_role_keeps_exactly_and_never_the_base(bed, pools):
+    import time
+    bed.src.create(pools, 'vm', 8 * MiB)
+    extra = role_vars(pools, rbd_replicate_retention_source=dict(last=2),
+                      rbd_replicate_retention_dest=dict(last=3))
+    made = []
+    for i in range(5):
+        bed.src.write(pools, 'vm', 0, random_data(MiB, seed=20 + i))
+        bed.playbook(extra=extra)
+        made.append(bed.dst.snaps(pools, 'vm')[-1])
+        time.sleep(1.1)    # names are stamped to the second
+    assert len(set(made)) == 5
+    assert bed.src.snaps(pools, 'vm') == made[-2:]
+    assert bed.dst.snaps(pools, 'vm') == made[-3:]
+    assert_replicated(bed, pools, 'vm')
+    # A retention of last: 0 still never removes the newest common snapshot (the next base).
+    bed.src.write(pools, 'vm', 0, random_data(MiB, seed=30))
+    bed.playbook(extra=role_vars(pools, rbd_replicate_retention_source=dict(last=0),
+                                 rbd_replicate_retention_dest=dict(last=0)))
+    newest = bed.dst.snaps(pools, 'vm')
+    assert len(newest) == 1 and bed.src.snaps(pools, 'vm') == newest
+
+
+def test_one_failing_image_does_not_stop_the_others(bed, pools):
+    bed.src.create(pools, 'good', 4 * MiB)
+    bed.src.create(pools, 'bad', 4 * MiB)
+    bed.src.write(pools, 'good', 0, random_data(MiB, seed=1))
+    bed.playbook(extra=role_vars(pools))
+    # Make 'bad' fail: someone wrote to its backup copy.
+    bed.dst.write(pools, 'bad', 0, random_data(4096, seed=9))
+    bed.src.write(pools, 'good', MiB, random_data(MiB, seed=2))
+    out = bed.playbook(extra=role_vars(pools), expect_rc=2)
+    assert '1 image(s) failed' in out and '/bad' in out and 'allow_rollback' in out
+    assert len(bed.dst.snaps(pools, 'good')) == 2
+    assert_replicated(bed, pools, 'good')

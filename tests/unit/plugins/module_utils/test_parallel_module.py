@@ -152,9 +152,6 @@ def test_finish_all_ok_not_changed():
     assert m.result == dict(changed=False, images=[dict(image='a', changed=False, failed=False)], failed_images=[])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: finish() decides 'the error already names the image' by a plain "
-                                       "substring test, so image 'disk' is not named for an error containing "
-                                       "'disk'")
 def test_finish_names_image_whose_name_is_a_common_word():
     m = FakeModule(dict())
     with pytest.raises(Exit):

@@ -231,8 +231,6 @@ def test_meta_get():
         Rbd(runner=FakeRunner((5, '', 'io error'))).meta_get('p', 'i', 'k')
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: meta_get's RbdError reports cmd=argv('image-meta','get') "
-                                       "without the pool/image/key actually run")
 def test_meta_get_error_reports_the_command_run():
     fr = FakeRunner((5, '', 'io error'))
     with pytest.raises(RbdError) as ei:

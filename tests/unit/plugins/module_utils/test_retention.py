@@ -59,8 +59,6 @@ def test_validate_policy_errors(policy, needle):
     assert needle in err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate_policy raises ValueError for '--5' / '²' "
-                                       "(lstrip('-').isdigit() passes, int() fails) instead of returning an error")
 @pytest.mark.parametrize('value', ['--5', '\u00b2'])
 def test_validate_policy_odd_digit_strings_return_error_not_raise(value):
     pol, err = R.validate_policy({'last': value})
