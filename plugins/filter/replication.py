@@ -9,6 +9,9 @@ They are pure functions over registered module results, so the role keeps no log
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._retention import validate_policy
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import orphaned_names
+
 STEPS = ('list', 'snapshot', 'transfer', 'verify_source', 'verify_dest', 'prune_source', 'prune_dest')
 
 
@@ -48,6 +51,11 @@ def replication_summary(steps, pool, dest_pool=None):
 
     for name in (steps.get('list') or {}).get('names') or []:
         entry(name)
+    source_names = (steps.get('list') or {}).get('names') or []
+    for name in orphaned_names(source_names, (steps.get('dest_list') or {}).get('names') or []):
+        e = entry(name)
+        e['action'] = 'orphaned'
+        e['note'] = 'the source image is gone; its backup is kept (never deleted by this role)'
     for step in STEPS[1:]:
         res = steps.get(step) or {}
         if res.get('skipped'):
@@ -78,10 +86,16 @@ def replication_summary(steps, pool, dest_pool=None):
     return [per[i] for i in order]
 
 
+def retention_error(policy):
+    """'' when the retention policy is valid, else why not (checked before the run changes anything)."""
+    return validate_policy(policy)[1] or ''
+
+
 def replication_totals(summary):
     """The set_stats payload: counts and totals plus the per-image list."""
     failed = [s for s in summary if s.get('failed')]
     return dict(images=len(summary), ok=len(summary) - len(failed), failed=len(failed),
+                orphaned=[s['label'] for s in summary if s.get('action') == 'orphaned'],
                 failed_images=[s['label'] for s in failed],
                 bytes=sum(s.get('bytes') or 0 for s in summary),
                 seconds=round(sum(s.get('seconds') or 0 for s in summary), 3),
@@ -94,6 +108,9 @@ def replication_report(summary):
     for s in summary:
         if s.get('failed'):
             lines.append('%s: FAILED %s' % (s['label'], ' | '.join(s['errors'])))
+            continue
+        if s.get('action') == 'orphaned':
+            lines.append('%s: orphaned - %s' % (s['label'], s['note']))
             continue
         line = '%s: %s %s..%s %d bytes %.1fs' % (s['label'], s.get('action'), s.get('base') or '-',
                                                  s.get('snapshot'), s.get('bytes') or 0, s.get('seconds') or 0)
@@ -108,4 +125,5 @@ def replication_report(summary):
 class FilterModule(object):
     def filters(self):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
-                    replication_report=replication_report, verify_item=verify_item, keep_item=keep_item)
+                    replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
+                    retention_error=retention_error)

@@ -140,3 +140,10 @@ def aside_name(image, now=None):
 def rebuild_name(image):
     """The temporary name a rebuilt destination image is imported under."""
     return '%s.rebuilding' % image
+
+
+def orphaned_names(source_names, dest_names):
+    """Pure: destination images whose source image is gone (our own rebuild leftovers excepted)."""
+    source = set(source_names)
+    return sorted(n for n in dest_names
+                  if n not in source and '.replaced-' not in n and not n.endswith('.rebuilding'))
