@@ -291,7 +291,13 @@ def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress
                 progress(stats.stream_bytes, now - t0)
     except Exception as e:  # pragma: no cover - unexpected I/O error
         failure = 'relay failed: %s' % e
+    exited = {}
     if failure:
+        # Which processes had already died on their own: the culprit is among them, not among
+        # those we kill now.
+        for st in stages:
+            if st.proc.poll() is not None:
+                exited[id(st)] = st.proc.returncode
         _kill(stages)
     else:
         try:
@@ -313,10 +319,11 @@ def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress
         pass
     # A failing stage is reported first in pipe order: the first one is usually the cause.
     for st in stages:
-        rc = st.proc.returncode
-        if rc != 0 and not (failure and rc == -signal.SIGKILL):
+        rc = exited.get(id(st)) if failure else st.proc.returncode
+        if rc is not None and rc != 0:
             _kill(stages)
-            raise StreamError('%s failed' % st.name, stage=st.name, rc=rc, stderr=st.stderr(), cmd=st.argv)
+            raise StreamError('%s failed%s' % (st.name, ' (%s)' % failure if failure else ''), stage=st.name,
+                              rc=rc, stderr=st.stderr(), cmd=st.argv)
     if failure:
         raise StreamError(failure, stage='relay',
                           stderr='; '.join('%s: %s' % (st.name, st.stderr().strip()) for st in stages

@@ -94,6 +94,22 @@ def stream_diff(src, image, snapshot, base, dst, dest_image, opts):
                  progress=opts.progress and (lambda b, s: opts.progress(image, b, s)))
 
 
+def _while_lock_is_stale(action, budget, pause=5.0):
+    """Run ``action``, retrying while the image's exclusive lock is still held by a dead client.
+
+    An import killed a moment ago still holds the image's exclusive lock until its watch expires
+    (about 30 s); rollback then fails with EROFS (30) or EBUSY (16).
+    """
+    deadline = time.monotonic() + max(budget, pause)
+    while True:
+        try:
+            return action()
+        except RbdError as e:
+            if e.rc not in (16, 30) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+
+
 def _estimate(src, image, snapshot, base):
     """Bytes of data a diff from ``base`` to ``snapshot`` (None: the image head) would carry."""
     extents = src.rbd.diff(src.pool, image, src.namespace, snap=snapshot, from_snap=base)
@@ -162,13 +178,17 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
 
     dirty = False
     if action == snaps_mod.ACTION_INCREMENTAL:
-        dirty = bool(dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=base))
+        # The head must still be the newest state we wrote: our newest snapshot there (usually the
+        # base; newer when the source lost its newer snapshots). Applying the diff from the base on
+        # top of it is then exact, because a diff from the base covers every extent written since.
+        head_of = snaps_mod.newest(dst_snaps, opts.prefix)
+        dirty = bool(dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=head_of))
         if dirty and not marker and not opts.allow_rollback:
             raise RbdError(
-                'the destination image was modified since the base snapshot %s (rbd diff --from-snap %s is '
+                'the destination image was modified since its snapshot %s (rbd diff --from-snap %s is '
                 'not empty); refusing to overwrite it. Inspect it, then rerun with allow_rollback=true '
                 '(role: rbd_replicate_allow_rollback: true) to roll it back to %s and continue'
-                % (base, base, base), image=dst.label(dest_image))
+                % (head_of, head_of, head_of), image=dst.label(dest_image))
     result['changed'] = True
     if opts.check_mode:
         result['data_bytes'] = result['bytes'] = _estimate(
@@ -180,7 +200,8 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
         return result
 
     if dirty:
-        dst.rbd.snap_rollback(dst.pool, dest_image, base, dst.namespace)
+        _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, head_of, dst.namespace),
+                             opts.idle_timeout)
         result['recovered' if marker else 'rolled_back'] = True
 
     if action == snaps_mod.ACTION_INITIAL:

@@ -166,7 +166,7 @@ def test_destination_modified_is_refused_then_rolled_back_when_allowed(bed, pool
     bed.src.write(pools, 'vm', 5 * MiB, random_data(MiB, seed=2))
     snap(bed, pools, 'vm', 'backup-b')
     r = transfer(bed, pools, ['vm'], expect_failed=True)
-    assert 'modified since the base snapshot backup-a' in r['msg'] and 'allow_rollback' in r['msg']
+    assert 'modified since its snapshot backup-a' in r['msg'] and 'allow_rollback' in r['msg']
     assert bed.dst.snaps(pools, 'vm') == ['backup-a']
     r = transfer(bed, pools, ['vm'], allow_rollback=True)
     assert r['images'][0]['rolled_back'] is True

@@ -118,9 +118,9 @@ def test_replication_summary_multiple_step_failures_accumulate():
 def test_replication_totals():
     summary = F.replication_summary(full_steps(), 'rbd', 'backup')
     tot = F.replication_totals(summary)
-    assert tot == dict(images=3, ok=2, failed=1, failed_images=['rbd/b'], bytes=150, seconds=1.75,
+    assert tot == dict(images=3, ok=2, failed=1, failed_images=['rbd/b'], orphaned=[], bytes=150, seconds=1.75,
                        per_image=summary)
-    assert F.replication_totals([]) == dict(images=0, ok=0, failed=0, failed_images=[], bytes=0, seconds=0,
+    assert F.replication_totals([]) == dict(images=0, ok=0, failed=0, failed_images=[], orphaned=[], bytes=0, seconds=0,
                                             per_image=[])
 
 
@@ -142,5 +142,20 @@ def test_replication_report_lines():
 def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
-                      'keep_item'}
+                      'keep_item', 'retention_error'}
     assert f['keep_item'] is F.keep_item
+
+
+def test_orphaned_images_are_reported_not_failed():
+    steps = dict(list=dict(names=['a']), dest_list=dict(names=['a', 'gone', 'a.replaced-20261126T000000Z',
+                                                                 'b.rebuilding']))
+    out = F.replication_summary(steps, 'rbd')
+    assert [(s['image'], s['action'], s['failed']) for s in out] == [('a', None, False), ('gone', 'orphaned', False)]
+    assert F.replication_totals(out)['orphaned'] == ['rbd/gone']
+    assert F.replication_report(out)[1].startswith('rbd/gone: orphaned')
+
+
+def test_retention_error():
+    assert F.retention_error(dict(last=2)) == ''
+    assert 'must not be negative' in F.retention_error(dict(last=-1))
+    assert 'unknown retention rule' in F.retention_error(dict(dayly=1))
