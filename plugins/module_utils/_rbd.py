@@ -293,6 +293,11 @@ class Rbd:
         raise RbdError('rbd image-meta get failed', cmd=argv, rc=rc, stderr=err,
                        image=image_label(pool, image, namespace))
 
+    def meta_list(self, pool, image, namespace=None):
+        """All image-meta keys and values of an image."""
+        return self.json('image-meta', 'list', *image_args(pool, image, namespace),
+                         image=image_label(pool, image, namespace)) or {}
+
     # -- changes ---------------------------------------------------------
     def snap_create(self, pool, image, snap, namespace=None):
         self.run('snap', 'create', *image_args(pool, image, namespace, snap),

@@ -18,7 +18,7 @@ description:
     have one. Every snapshot named in O(keep) (the replication base) is kept whatever the policy says.
   - A protected snapshot (it may have clones) is never removed; it is reported in RV(images[].skipped).
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
@@ -50,7 +50,7 @@ options:
     default: backup-
   retention:
     description:
-      - The policy, for example V({last: 3, daily: 7, weekly: 4, monthly: 6}).
+      - 'The policy, for example V({last: 3, daily: 7, weekly: 4, monthly: 6}).'
       - Keys are C(last), C(hourly), C(daily), C(weekly), C(monthly) and C(yearly); values are
         non-negative whole numbers.
     type: dict
@@ -60,6 +60,13 @@ options:
     type: list
     elements: str
     default: []
+  record_hold:
+    description:
+      - Record, in the image-meta key C(ceph_rbd_backup.hold.<record_hold>) of each image, that the image's first
+        C(keep) snapshot is the base of this destination (for example V(backup-host/rbd)).
+      - Every snapshot named by any C(ceph_rbd_backup.hold.*) key is kept, so that a source replicated to
+        several destinations never loses the base of one while pruning for another.
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -100,6 +107,9 @@ images:
       description: Snapshots the policy would remove but that are protected.
       type: list
       elements: str
+    holds:
+      description: The bases of destinations recorded on the image (destination -> snapshot); all are kept.
+      type: dict
 failed_images:
   description: The images that failed.
   returned: always
@@ -115,6 +125,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
 
+HOLD_PREFIX = 'ceph_rbd_backup.hold.'
+
 
 def main():
     module = AnsibleModule(
@@ -125,6 +137,7 @@ def main():
             prefix=dict(type='str', default='backup-'),
             retention=dict(type='dict', required=True),
             keep=dict(type='list', elements='str', default=[]),
+            record_hold=dict(type='str'),
         ),
         supports_check_mode=True,
     )
@@ -146,8 +159,14 @@ def main():
             raise RbdError('the image does not exist', image=label)
         own = _snapshots.with_prefix(snaps, p['prefix'])
         timed = [(s['name'], _snapshots.snapshot_time(s, p['prefix'])) for s in own]
-        keep = list(p['keep']) + list(item.get('keep') or [])
-        kept, removable = _retention.select(timed, policy, keep)
+        own_keep = list(item.get('keep') or []) + list(p['keep'])
+        if p['record_hold'] and own_keep and not module.check_mode:
+            rbd.meta_set(p['pool'], image, HOLD_PREFIX + p['record_hold'], own_keep[0], p['namespace'])
+        holds = dict((k[len(HOLD_PREFIX):], v) for k, v in rbd.meta_list(p['pool'], image, p['namespace']).items()
+                     if k.startswith(HOLD_PREFIX))
+        if p['record_hold'] and own_keep:
+            holds[p['record_hold']] = own_keep[0]
+        kept, removable = _retention.select(timed, policy, own_keep + sorted(set(holds.values())))
         protected = set(s['name'] for s in own if s['protected'])
         skipped = [n for n in removable if n in protected]
         remove = [n for n in removable if n not in protected]
@@ -156,7 +175,7 @@ def main():
                 rbd.snap_remove(p['pool'], image, name, p['namespace'])
         before[image] = [s['name'] for s in own]
         after[image] = [s['name'] for s in own if s['name'] not in remove]
-        return dict(image=image, changed=bool(remove), removed=remove, kept=kept, skipped=skipped)
+        return dict(image=image, changed=bool(remove), removed=remove, kept=kept, skipped=skipped, holds=holds)
 
     finish(module, run_images(module, items, work), 'rbd_snapshot_prune', diff=dict(before=before, after=after))
 

@@ -240,3 +240,26 @@ def test_prune_skips_protected_snapshots_with_children_and_keeps_bases(bed, pool
     assert i['skipped'] == ['backup-20261101T010000Z'] and i['removed'] == []
     assert bed.src.snaps(pools, 'vm') == ['backup-20261101T010000Z', 'backup-20261102T010000Z',
                                           'backup-20261103T010000Z']
+
+
+def test_prune_for_one_destination_never_removes_the_base_of_another(bed, pools):
+    """One source pool replicated to two destination pools: each keeps its own base on the source."""
+    other = pools + '-b'
+    bed.dst.create_pool(other)
+    try:
+        bed.src.create(pools, 'vm', 4 * MiB)
+        tight = dict(rbd_replicate_retention_source=dict(last=1))
+        to_a = role_vars(pools, **tight)
+        to_b = dict(rbd_replicate_pools=[dict(pool=pools, dest_pool=other)], **tight)
+        bed.playbook(extra=to_a)
+        base_a = bed.dst.snaps(pools, 'vm')[-1]
+        time.sleep(1.1)
+        bed.src.write(pools, 'vm', 0, random_data(MiB))
+        bed.playbook(extra=to_b)             # last: 1 alone would remove base_a from the source
+        assert base_a in bed.src.snaps(pools, 'vm')
+        time.sleep(1.1)
+        out = bed.playbook(extra=to_a)
+        assert '/vm: incremental %s..' % base_a in out, out[-2000:]
+        assert_replicated(bed, pools, 'vm')
+    finally:
+        bed.dst.remove_pool(other)
