@@ -86,6 +86,27 @@ def replication_summary(steps, pool, dest_pool=None):
     return [per[i] for i in order]
 
 
+def scrub_items(backups, sources, which='oldest', sample=0, prefix='backup-'):
+    """rbd_image_info results of both sides -> verify items for the common snapshot to scrub per image.
+
+    ``which`` picks the oldest or newest common prefixed snapshot; ``sample`` > 0 takes that many images,
+    spread evenly over the sorted list (deterministic, so a rotation can be added by the caller).
+    """
+    by_name = dict((s['image'], [x['name'] for x in s.get('snapshots') or []]) for s in sources)
+    items = []
+    for b in sorted(backups, key=lambda i: i['image']):
+        src = by_name.get(b['image'])
+        if src is None:
+            continue
+        common = [x['name'] for x in b.get('snapshots') or [] if x['name'] in src and x['name'].startswith(prefix)]
+        if common:
+            items.append(dict(image=b['image'], snapshot=common[0] if which == 'oldest' else common[-1]))
+    if sample and sample < len(items):
+        step = len(items) / float(sample)
+        items = [items[int(i * step)] for i in range(sample)]
+    return items
+
+
 def retention_error(policy):
     """'' when the retention policy is valid, else why not (checked before the run changes anything)."""
     return validate_policy(policy)[1] or ''
@@ -126,4 +147,4 @@ class FilterModule(object):
     def filters(self):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
-                    retention_error=retention_error)
+                    retention_error=retention_error, scrub_items=scrub_items)

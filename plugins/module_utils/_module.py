@@ -6,6 +6,8 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fnmatch
+
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC
 
@@ -81,3 +83,10 @@ def finish(module, outcomes, what, diff=None, **extra):
         module.fail_json(msg='%s failed for %d of %d image(s): %s' % (what, len(failed), len(images),
                                                                       '; '.join(messages)), **out)
     module.exit_json(**out)
+
+
+def select_names(names, include, exclude):
+    """Pure: the names equal to or matching (shell-style) an include pattern and no exclude pattern, sorted."""
+    return sorted(n for n in names
+                  if any(n == pat or fnmatch.fnmatchcase(n, pat) for pat in include)
+                  and not any(n == pat or fnmatch.fnmatchcase(n, pat) for pat in exclude))

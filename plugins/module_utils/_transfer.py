@@ -52,8 +52,10 @@ class Side:
 
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=1,
-                 bwlimit=None, idle_timeout=300, check_mode=False, progress=None):
+                 bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False):
         self.prefix = prefix
+        self.restore = restore          # make the destination's head equal the snapshot, whatever it holds
+        self.overwrite = overwrite      # with restore: an existing destination image may be changed
         self.allow_rollback = allow_rollback
         self.compression = compression
         self.compression_level = compression_level
@@ -163,6 +165,8 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
     plan = snaps_mod.plan_transfer(src_snaps if target_exists else src_snaps + [
         dict(id=float('inf'), name=target)], dst_snaps, opts.prefix, target)
     action, base = plan['action'], plan['base']
+    if opts.restore and dst_snaps is not None:
+        return _restore_existing(src, image, target, dst, dest_image, dst_snaps, action, base, result, opts, t0)
     # Our own interrupted *initial* import: an image with no snapshots that carries our mark.
     partial_initial = action == snaps_mod.ACTION_REBUILD and marker and not dst_snaps
     if partial_initial:
@@ -211,23 +215,65 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
         _create_like(src, image, target, dst, dest_image)
         stats = _import_into(src, image, target, None, dst, dest_image, opts)
     elif action == snaps_mod.ACTION_REBUILD:
-        tmp = snaps_mod.rebuild_name(dest_image)
-        if dst.rbd.info(dst.pool, tmp, dst.namespace) is not None:
-            if dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace) is None:
-                raise RbdError('cannot rebuild: %s exists and is not ours' % dst.label(tmp),
-                               image=dst.label(dest_image))
-            for s in dst.rbd.snapshots(dst.pool, tmp, dst.namespace):
-                dst.rbd.snap_remove(dst.pool, tmp, s['name'], dst.namespace)
-            dst.rbd.remove(dst.pool, tmp, dst.namespace)
-        _create_like(src, image, target, dst, tmp)
-        stats = _import_into(src, image, target, None, dst, tmp, opts)
-        aside = snaps_mod.aside_name(dest_image)
-        dst.rbd.rename(dst.pool, dest_image, aside, dst.namespace)
-        dst.rbd.rename(dst.pool, tmp, dest_image, dst.namespace)
-        result['replaced_image'] = aside
+        return _rebuild(src, image, target, dst, dest_image, result, opts, t0)
     else:
         stats = _import_into(src, image, target, base, dst, dest_image, opts)
+    return _finish(result, stats, t0)
 
+
+def _restore_existing(src, image, target, dst, dest_image, dst_snaps, action, base, result, opts, t0):
+    """Restore onto an existing image: its head becomes exactly ``target``.
+
+    The target snapshot is already there: roll back to it (nothing travels).  Else roll back to the
+    nearest common snapshot older than the target and send only the diff from it.  Else rebuild.
+    """
+    if not opts.overwrite:
+        raise RbdError('the image to restore to already exists; refusing to overwrite it (set overwrite=true, '
+                       'playbook: rbd_restore_overwrite=true, or restore to a new image name)',
+                       image=dst.label(dest_image))
+    result['changed'] = True
+    if action == snaps_mod.ACTION_UP_TO_DATE:
+        result.update(action='rollback', base=target)
+        if not opts.check_mode:
+            _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, target, dst.namespace),
+                                 opts.idle_timeout)
+        result['seconds'] = round(time.monotonic() - t0, 3)
+        return result
+    if action == snaps_mod.ACTION_REBUILD:
+        if opts.check_mode:
+            result.update(action=action, estimated=True)
+            return result
+        return _rebuild(src, image, target, dst, dest_image, result, opts, t0)
+    result.update(action='incremental', base=base)
+    if opts.check_mode:
+        result['data_bytes'] = result['bytes'] = _estimate(src, image, target, base)
+        result['estimated'] = True
+        return result
+    _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, base, dst.namespace),
+                         opts.idle_timeout)
+    stats = _import_into(src, image, target, base, dst, dest_image, opts)
+    return _finish(result, stats, t0)
+
+
+def _rebuild(src, image, target, dst, dest_image, result, opts, t0):
+    """Import the whole snapshot under a temporary name, then swap it in; the old image is renamed aside."""
+    tmp = snaps_mod.rebuild_name(dest_image)
+    if dst.rbd.info(dst.pool, tmp, dst.namespace) is not None:
+        if dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace) is None:
+            raise RbdError('cannot rebuild: %s exists and is not ours' % dst.label(tmp), image=dst.label(dest_image))
+        for s in dst.rbd.snapshots(dst.pool, tmp, dst.namespace):
+            dst.rbd.snap_remove(dst.pool, tmp, s['name'], dst.namespace)
+        dst.rbd.remove(dst.pool, tmp, dst.namespace)
+    _create_like(src, image, target, dst, tmp)
+    stats = _import_into(src, image, target, None, dst, tmp, opts)
+    aside = snaps_mod.aside_name(dest_image)
+    dst.rbd.rename(dst.pool, dest_image, aside, dst.namespace)
+    dst.rbd.rename(dst.pool, tmp, dest_image, dst.namespace)
+    result.update(action=snaps_mod.ACTION_REBUILD, replaced_image=aside, changed=True)
+    return _finish(result, stats, t0)
+
+
+def _finish(result, stats, t0):
     seconds = round(time.monotonic() - t0, 3)
     result.update(bytes=stats.stream_bytes, data_bytes=stats.data_bytes, zero_bytes=stats.zero_bytes,
                   seconds=seconds, stream_seconds=stats.seconds,

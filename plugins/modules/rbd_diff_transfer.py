@@ -27,7 +27,7 @@ description:
     rebuilt under a temporary name, and the old image is renamed aside (RV(images[].replaced_image)),
     never deleted.
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
@@ -79,6 +79,19 @@ options:
     description:
       - Roll a destination image that was modified since the base back to the base (discarding those
         writes) instead of refusing it.
+    type: bool
+    default: false
+  restore:
+    description:
+      - Restore mode (used by the C(ceph_rbd.backup.restore) playbook, with the backup cluster as the source) -
+        make the destination image's head exactly O(snapshot).
+      - A new image gets the whole snapshot. An existing image (only with O(overwrite=true)) is rolled back to
+        the snapshot when it still has it; else rolled back to the nearest common snapshot older than it and
+        sent only the diff from there; else rebuilt with the old image renamed aside.
+    type: bool
+    default: false
+  overwrite:
+    description: With O(restore=true), allow changing an existing destination image.
     type: bool
     default: false
   remote_ceph:
@@ -211,10 +224,7 @@ bytes:
   type: int
 '''
 
-import os
 import shutil
-import subprocess
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.formatters import human_to_bytes
@@ -222,26 +232,17 @@ from ansible.module_utils.common.text.formatters import human_to_bytes
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
-    REMOTE_CEPH_SPEC, Rbd, SshRunner, ssh_argv,
-)
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
     Side, TransferOptions, transfer_image,
 )
 
 
-def close_master(control_path, host):
-    """Stop the multiplexing ssh master, if one was started (its output must not reach stdout)."""
-    if os.path.exists(control_path):
-        subprocess.call(['ssh', '-o', 'ControlPath=%s' % control_path, '-O', 'exit', host],
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            mode=dict(type='str', choices=['pull', 'push'], default='pull'),
             source_pool=dict(type='str', required=True),
             source_namespace=dict(type='str'),
             dest_pool=dict(type='str'),
@@ -250,16 +251,12 @@ def main():
             snapshot=dict(type='str'),
             prefix=dict(type='str', default='backup-'),
             allow_rollback=dict(type='bool', default=False),
-            remote_ceph=dict(type='dict', default={}, options=REMOTE_CEPH_SPEC),
-            ssh_host=dict(type='str', required=True),
-            ssh_user=dict(type='str'),
-            ssh_port=dict(type='int'),
-            ssh_key=dict(type='path', no_log=False),
-            ssh_options=dict(type='list', elements='str', default=[]),
-            ssh_cipher=dict(type='str'),
+            restore=dict(type='bool', default=False),
+            overwrite=dict(type='bool', default=False),
             compression=dict(type='str', choices=['none', 'zstd'], default='none'),
             compression_level=dict(type='int', default=1),
             bwlimit=dict(type='str'),
+            **REMOTE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )
@@ -282,17 +279,9 @@ def main():
     if not shutil.which('rbd'):
         module.fail_json(msg='the rbd CLI is not installed on this host (apt-get install ceph-common)')
 
-    control_dir = tempfile.mkdtemp(prefix='rbd-xfer-')
-    try:
-        base_ssh = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'])
-        stream_ssh = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'],
-                              cipher=p['ssh_cipher'])
-        # Small queries share one multiplexed connection; the data streams get their own.
-        control = ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % os.path.join(control_dir, 'cm'),
-                   '-o', 'ControlPersist=120']
-        query_ssh = base_ssh[:-2] + control + base_ssh[-2:]
+    with Remote(p) as remote:
         local_rbd = Rbd.from_params(p)
-        remote_rbd = Rbd(timeout=p['timeout'], runner=SshRunner(query_ssh), **p['remote_ceph'])
+        remote_rbd, stream_ssh = remote.rbd, remote.stream_ssh
         dest_pool = p['dest_pool'] or p['source_pool']
         dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
         if p['mode'] == 'pull':
@@ -314,16 +303,13 @@ def main():
         opts = TransferOptions(prefix=p['prefix'], allow_rollback=p['allow_rollback'],
                                compression=p['compression'], compression_level=p['compression_level'],
                                bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
-                               progress=progress)
+                               progress=progress, restore=p['restore'], overwrite=p['overwrite'])
 
         def work(item):
             return transfer_image(src, dst, item['image'], item.get('dest_image'),
                                   item.get('snapshot') or p['snapshot'], opts)
 
         outcomes = run_images(module, items, work)
-    finally:
-        close_master(os.path.join(control_dir, 'cm'), p['ssh_host'])
-        shutil.rmtree(control_dir, ignore_errors=True)
     results = [r for _i, r, e in outcomes if e is None]
     before = dict((r['dest_image'], r['base'] if r.get('action') != 'initial' else None) for r in results)
     after = dict((r['dest_image'], r['snapshot']) for r in results)

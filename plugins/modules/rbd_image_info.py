@@ -14,7 +14,7 @@ description:
   - Lists the images of a pool (filtered by shell-style patterns) and, with O(snapshots=true), each image's
     snapshots, concurrently. Reports whether the pool exists instead of failing when it does not.
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
@@ -24,6 +24,7 @@ attributes:
     description: Reads only.
   diff_mode:
     support: none
+    description: The module changes nothing, so there is no diff.
 options:
   pool:
     description: The pool.
@@ -82,20 +83,13 @@ failed_images:
   elements: str
 '''
 
-import fnmatch
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import argument_spec, finish, run_images
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
+    argument_spec, finish, run_images, select_names,
+)
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
-
-
-def select_names(names, include, exclude):
-    """Pure: the names that match an include pattern and no exclude pattern, sorted."""
-    return sorted(n for n in names
-                  if any(fnmatch.fnmatchcase(n, pat) for pat in include)
-                  and not any(fnmatch.fnmatchcase(n, pat) for pat in exclude))
 
 
 def main():
@@ -117,7 +111,7 @@ def main():
             module.exit_json(changed=False, pool_exists=False, names=[], images=[], failed_images=[])
         names = select_names(rbd.list_images(p['pool'], p['namespace']), p['include'], p['exclude'])
     except RbdError as e:
-        module.fail_json(msg=str(e), **e.as_dict())
+        module.fail_json(**e.as_dict())
 
     def work(item):
         out = dict(image=item['image'], changed=False)

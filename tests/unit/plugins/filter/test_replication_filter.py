@@ -142,13 +142,13 @@ def test_replication_report_lines():
 def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
-                      'keep_item', 'retention_error'}
+                      'keep_item', 'retention_error', 'scrub_items'}
     assert f['keep_item'] is F.keep_item
 
 
 def test_orphaned_images_are_reported_not_failed():
     steps = dict(list=dict(names=['a']), dest_list=dict(names=['a', 'gone', 'a.replaced-20261126T000000Z',
-                                                                 'b.rebuilding']))
+                                                               'b.rebuilding']))
     out = F.replication_summary(steps, 'rbd')
     assert [(s['image'], s['action'], s['failed']) for s in out] == [('a', None, False), ('gone', 'orphaned', False)]
     assert F.replication_totals(out)['orphaned'] == ['rbd/gone']
@@ -159,3 +159,17 @@ def test_retention_error():
     assert F.retention_error(dict(last=2)) == ''
     assert 'must not be negative' in F.retention_error(dict(last=-1))
     assert 'unknown retention rule' in F.retention_error(dict(dayly=1))
+
+
+def test_scrub_items_picks_common_snapshots_and_samples_evenly():
+    def snaps(*names):
+        return [dict(name=n) for n in names]
+
+    backups = [dict(image='img%d' % i, snapshots=snaps('backup-1', 'backup-2', 'other')) for i in range(10)]
+    backups.append(dict(image='orphan', snapshots=snaps('backup-1')))
+    sources = [dict(image='img%d' % i, snapshots=snaps('backup-2', 'backup-3', 'other')) for i in range(10)]
+    items = F.scrub_items(backups, sources, 'oldest')
+    assert len(items) == 10 and items[0] == dict(image='img0', snapshot='backup-2')
+    assert F.scrub_items(backups, sources, 'newest')[0]['snapshot'] == 'backup-2'
+    sample = F.scrub_items(backups, sources, 'oldest', 3)
+    assert [i['image'] for i in sample] == ['img0', 'img3', 'img6']
