@@ -245,11 +245,11 @@ class Rbd:
     def list_images(self, pool, namespace=None):
         return sorted(self.json('ls', *image_args(pool, namespace=namespace)) or [])
 
-    def info(self, pool, image, namespace=None):
-        """Image info dict, or None if the image does not exist."""
-        label = image_label(pool, image, namespace)
+    def info(self, pool, image, namespace=None, snap=None):
+        """Image (or snapshot) info dict, or None if the image does not exist."""
+        label = image_label(pool, image, namespace, snap)
         try:
-            return self.json('info', *image_args(pool, image, namespace), image=label)
+            return self.json('info', *image_args(pool, image, namespace, snap), image=label)
         except RbdError as e:
             if e.rc == 2 or 'No such file' in e.stderr:
                 return None

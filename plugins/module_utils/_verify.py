@@ -177,7 +177,9 @@ def digest_image(rbd, pool, namespace, image, snapshot, method, from_snapshot=No
     """Compute one image's digest; returns a result dict."""
     t0 = time.monotonic()
     label = image_label(pool, image, namespace, snapshot)
-    snap_info = rbd.json('info', *image_args(pool, image, namespace, snapshot), image=label)
+    snap_info = rbd.info(pool, image, namespace, snap=snapshot)
+    if snap_info is None:
+        raise RbdError('the image does not exist', image=label)
     size = int(snap_info['size'])
     result = dict(image=image, method=method, snapshot=snapshot, from_snapshot=from_snapshot, size=size)
     if extents is None and method in ('data', 'extents'):

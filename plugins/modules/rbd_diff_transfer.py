@@ -232,7 +232,7 @@ from ansible.module_utils.common.text.formatters import human_to_bytes
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
@@ -280,7 +280,7 @@ def main():
         module.fail_json(msg='the rbd CLI is not installed on this host (apt-get install ceph-common)')
 
     with Remote(p) as remote:
-        local_rbd = Rbd.from_params(p)
+        local_rbd = librbd_client(p)
         remote_rbd, stream_ssh = remote.rbd, remote.stream_ssh
         dest_pool = p['dest_pool'] or p['source_pool']
         dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']

@@ -20,7 +20,7 @@ description:
     data byte, and can differ on identical data where C(import-diff) re-sparsified zeros.
   - V(full) hashes the whole snapshot (C(rbd export)).
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
@@ -32,6 +32,7 @@ attributes:
     description: Reads only; runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing, so there is no diff.
 options:
   pool:
     description: The pool that holds the images.
@@ -124,7 +125,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
 
 
 def main():
@@ -145,7 +147,7 @@ def main():
     expected = None
     if p['expected'] is not None:
         expected = dict((e.get('image'), e) for e in p['expected'] if not e.get('failed'))
-    rbd = Rbd.from_params(p)
+    rbd = librbd_client(p)
     reader = None
     if p['method'] == 'data' and _verify.HAS_LIBRBD:
         try:

@@ -89,7 +89,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, run_images, select_names,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
 
 
 def main():
@@ -105,7 +106,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    rbd = Rbd.from_params(p)
+    rbd = librbd_client(p)
     try:
         if not rbd.pool_exists(p['pool'], p['namespace']):
             module.exit_json(changed=False, pool_exists=False, names=[], images=[], failed_images=[])

@@ -173,7 +173,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _status
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, run_images, select_names,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import utcnow
 
@@ -211,7 +212,7 @@ def main():
     dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
     now = utcnow()
     with Remote(p) as remote:
-        local = Rbd.from_params(p)
+        local = librbd_client(p)
         src, dst = (remote.rbd, local) if p['mode'] == 'pull' else (local, remote.rbd)
         try:
             names = select_names(src.list_images(p['source_pool'], p['source_namespace']),

@@ -17,7 +17,7 @@ description:
     unless O(name) is given. Creating a snapshot that already exists is not a change.
   - Snapshots whose name does not start with O(prefix) are never removed.
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
@@ -116,7 +116,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
 
 
 def main():
@@ -141,7 +142,7 @@ def main():
     if p['state'] == 'absent' and not name.startswith(p['prefix']):
         module.fail_json(msg='refusing to remove snapshot %s: it does not start with the prefix %r'
                          % (name, p['prefix']))
-    rbd = Rbd.from_params(p)
+    rbd = librbd_client(p)
     before, after = {}, {}
 
     def work(item):

@@ -123,7 +123,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _retention,
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
 
 HOLD_PREFIX = 'ceph_rbd_backup.hold.'
 
@@ -148,7 +149,7 @@ def main():
     if not p['prefix']:
         module.fail_json(msg='prefix must not be empty: it is what keeps foreign snapshots safe')
     items = image_items(module, fields=('keep',))
-    rbd = Rbd.from_params(p)
+    rbd = librbd_client(p)
     before, after = {}, {}
 
     def work(item):
