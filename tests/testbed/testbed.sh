@@ -329,8 +329,17 @@ create_cluster() {
   start_mon "$c"
   wait_mon "$c"
 
-  # osd (bluestore on a large sparse file: a small one makes the OSD hit ENOSPC)
-  truncate -s 100G "$d/osd0.img"
+  # osd: bluestore on a large sparse file (a small one makes the OSD hit ENOSPC), but never larger than
+  # a third of the host's free space: bluestore spreads its writes over the whole device and does not
+  # give freed space back to the file, so a sparse file sized past the free space fills the host disk
+  # (seen here: 80 GB used by two 100G files after the benchmark), and then everything stops.
+  local free_gb size_gb
+  free_gb=$(( $(df -Pk "$d" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+  size_gb=$(( free_gb / 3 ))
+  (( size_gb > 100 )) && size_gb=100
+  (( size_gb < 8 )) && die "$c: only ${free_gb}G free under $d; the test bed needs at least 24G"
+  log "$c: OSD on a ${size_gb}G sparse file (${free_gb}G free)"
+  truncate -s "${size_gb}G" "$d/osd0.img"
   quiet cephc "$c" -- osd new "$uuid" 0
   timeout 300 ceph-osd --conf "$d/ceph.conf" --no-mon-config --mkfs --mkkey -i 0 --osd-uuid "$uuid" \
     >>"$d/log/osd.0.stdout" 2>&1 || { tail -n 30 "$d/log/osd.0.log" "$d/log/osd.0.stdout" >&2 2>/dev/null || true; die "$c: osd mkfs failed"; }

@@ -127,7 +127,7 @@ def test_stats_one_byte_chunks():
 def test_stats_random_chunk_sizes():
     data = sample_stream()
     rng = random.Random(1234)
-    for _ in range(300):
+    for _i in range(300):
         sizes = []
         total = 0
         while total < len(data):
@@ -147,7 +147,7 @@ def test_stats_memoryview_and_bytearray_chunks():
 
 def test_stats_large_write_record_random_chunks():
     rng = random.Random(7)
-    payload = bytes(rng.getrandbits(8) for _ in range(100000))
+    payload = bytes(rng.getrandbits(8) for _i in range(100000))
     data = BANNER + rec_size(1 << 20) + rec_write(4096, payload) + rec_zero(4096 + len(payload), 10) + END
     pos = 0
     st = DiffStreamStats()
@@ -222,6 +222,8 @@ def test_stats_unknown_tag_as_last_byte_is_an_error():
     assert st.error is not None
 
 
+def test_stats_unknown_tag_reports_its_own_offset():
+    st = DiffStreamStats()
     st.feed(BANNER + b'Xy')
     assert st.error.endswith('at stream byte %d' % len(BANNER))
 
@@ -294,7 +296,7 @@ def test_remote_pipeline_hostile_words_not_executed(tmp_path):
 
 def test_remote_pipeline_pipefail_propagates_first_stage_failure():
     cmd = ST.remote_pipeline([['sh', '-c', 'exit 7'], ['cat']])
-    assert subprocess.run(['sh', '-c', cmd]).returncode == 7
+    assert subprocess.run(['sh', '-c', cmd], check=False).returncode == 7
 
 
 # -- relay with real local processes ---------------------------------------------------------------

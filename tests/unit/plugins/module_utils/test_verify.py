@@ -96,7 +96,7 @@ EXTENTS = [(0, 1, True), (3, 10, True), (13, 1, False), (100, 4096, True), (5000
 @pytest.mark.parametrize('chunk', [1, 7, 4096, 1 << 20])
 def test_export_ranges_matches_slicing(chunk):
     rng = random.Random(chunk)
-    image = bytes(rng.getrandbits(8) for _ in range(32768))
+    image = bytes(rng.getrandbits(8) for _i in range(32768))
     order, got = collect(V.export_ranges(chunked(image, chunk), EXTENTS))
     expected = [(o, l) for o, l, _x in EXTENTS if l > 0]
     assert order == expected
@@ -107,7 +107,7 @@ def test_export_ranges_matches_slicing(chunk):
 def test_export_ranges_random_chunk_sizes_and_extents():
     rng = random.Random(42)
     image = os.urandom(50000)
-    for _ in range(50):
+    for _i in range(50):
         exts, pos = [], 0
         while True:
             pos += rng.randint(0, 3000)
@@ -161,7 +161,7 @@ def test_data_hasher_detects_changes():
 
 def test_data_hasher_every_single_bit_flip_detected():
     rng = random.Random(3)
-    data = bytes(rng.getrandbits(8) for _ in range(64))
+    data = bytes(rng.getrandbits(8) for _i in range(64))
     base = data_digest(1 << 20, [(512, 64, [data])])[0]
     seen = {base}
     for i in range(64):
@@ -215,7 +215,7 @@ def fake_rbd(tmp_path):
 
 def test_digest_image_data_export_and_reader_agree(fake_rbd):
     rng = random.Random(5)
-    image = bytes(rng.getrandbits(8) for _ in range(100000))
+    image = bytes(rng.getrandbits(8) for _i in range(100000))
     diff = [dict(offset=0, length=10, exists='true'), dict(offset=50000, length=60000, exists='true'),
             dict(offset=20000, length=3, exists='false')]
     rbd = fake_rbd(image, diff)
