@@ -34,5 +34,14 @@ demo: testbed-up
 bench: testbed-up
 	python bench/bench.py
 
+lint: deps
+	bash scripts/lint.sh
+
 clean: testbed-down
 	rm -rf .build $(VENV)
+
+# Molecule scenario extensions/molecule/default (collection layout, run from the collection root):
+# converges the role rbd_replicate on the test bed's hosts and verifies with pytest-testinfra.
+.PHONY: molecule
+molecule: testbed-up
+	molecule test -s default

@@ -60,7 +60,7 @@ def allowed(command):
         except ValueError:
             return False
         zstd = second[:1] == ['zstd'] and all(w in ('-q', '-c', '-T0') or (w[:1] == '-' and w[1:].isdigit())
-                                               for w in second[1:])
+                                              for w in second[1:])
         # the first stage must re-quote to itself: no shell syntax can hide in it
         requoted = ' '.join(shlex.quote(w) for w in first) == stages[0]
         return zstd and requoted and _rbd_ok(first) and 'export-diff' in first

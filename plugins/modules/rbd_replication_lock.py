@@ -17,7 +17,7 @@ description:
     controllers.
   - A lock left by a killed run expires after O(ttl) seconds; O(break_lock=true) breaks it at once.
 author:
-  - ceph_rbd.backup contributors
+  - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
 attributes:
@@ -26,6 +26,7 @@ attributes:
     description: Reports whether the lock is free; takes or breaks nothing.
   diff_mode:
     support: none
+    description: Not supported.
 options:
   pool:
     description: The pool to lock.
@@ -154,7 +155,7 @@ def main():
                                  holder=now, cookie=cookie)
         module.exit_json(changed=True, cookie=cookie, holder=holder or {})
     except RbdError as e:
-        module.fail_json(msg=str(e), **e.as_dict())
+        module.fail_json(**e.as_dict())
 
 
 if __name__ == '__main__':
