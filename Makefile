@@ -27,6 +27,7 @@ test: deps
 	python -m pytest -q tests/unit
 	bash $(TESTBED) up
 	python -m pytest -q tests/integration
+	molecule test -s default
 
 demo: testbed-up
 	bash tests/demo.sh
