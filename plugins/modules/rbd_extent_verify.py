@@ -125,7 +125,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import LibRbd, client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
 
 
@@ -149,11 +149,11 @@ def main():
         expected = dict((e.get('image'), e) for e in p['expected'] if not e.get('failed'))
     rbd = librbd_client(p)
     reader = None
-    if p['method'] == 'data' and _verify.HAS_LIBRBD:
+    if p['method'] == 'data' and isinstance(rbd, LibRbd):
         try:
-            reader = _verify.LibrbdReader(p['cluster'], p['conf'], p['user'], p['keyring'], p['timeout'])
-        except Exception as e:  # pylint: disable=broad-except
-            module.fail_json(msg='cannot connect to the cluster with python3-rados: %s' % e)
+            reader = _verify.LibrbdReader(rbd.cluster, p['timeout'])
+        except RbdError as e:
+            module.fail_json(**e.as_dict())
 
     def work(item):
         image = item['image']
@@ -183,11 +183,7 @@ def main():
                                % (p['method'], snapshot, other.get('digest'), result['digest']), image=label)
         return result
 
-    try:
-        outcomes = run_images(module, items, work)
-    finally:
-        if reader is not None:
-            reader.close()
+    outcomes = run_images(module, items, work)
     finish(module, outcomes, 'rbd_extent_verify')
 
 

@@ -478,6 +478,8 @@ all:
     ansible_port: $SSH_PORT
     ansible_user: root
     ansible_python_interpreter: /usr/bin/python3
+    # one ssh round trip per task instead of four (measured: a role run's fixed cost 10.5 s -> 6.7 s)
+    ansible_pipelining: true
     ansible_ssh_common_args: "-o UserKnownHostsFile=$KNOWN_HOSTS -o StrictHostKeyChecking=yes"
   children:
     ceph_source:
