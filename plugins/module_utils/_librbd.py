@@ -15,6 +15,7 @@ become :class:`_rbd.RbdError` naming the image and the operation, like the CLI c
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import atexit
 import threading
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
@@ -62,6 +63,9 @@ class LibRbd(Rbd):
                     raise RbdError('cannot connect to the cluster (%s)' % e, cmd=['librados', 'connect'],
                                    rc=_errno(e), image='conf %s' % (conf or '/etc/ceph/ceph.conf'))
                 self._cluster = handle
+                # Shut librados down before the interpreter tears down: left to garbage collection at
+                # exit, its threads can outlive the objects they use (seen: std::system_error, abort).
+                atexit.register(self.close)
             return self._cluster
 
     def close(self):

@@ -37,7 +37,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
 
 METHODS = ('data', 'extents', 'full')
 READ_CHUNK = 4 << 20
-READ_DEPTH = 8
+READ_DEPTH = 4
 
 try:
     import rbd as librbd  # pylint: disable=import-error
