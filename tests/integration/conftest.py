@@ -223,7 +223,9 @@ def bed():
 @pytest.fixture
 def pools(bed, request):
     """A fresh pool of the same name on both clusters, removed afterwards."""
-    name = 't%d-%s' % (next(_counter), request.node.name[:20].replace('[', '-').replace(']', '').replace('_', '-'))
+    # unique across pytest-xdist workers (each has its own counter) and across runs
+    name = 't%d-%d-%s' % (os.getpid() % 10000, next(_counter),
+                          request.node.name[:20].replace('[', '-').replace(']', '').replace('_', '-'))
     bed.src.create_pool(name)
     bed.dst.create_pool(name)
     yield name
