@@ -27,6 +27,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 
 
@@ -175,17 +176,23 @@ def remote_command(argv):
 
 
 class SshRunner:
-    """Runs argv on another host through ssh; each word is quoted once."""
+    """Runs argv on another host through ssh; each word is quoted once.
 
-    def __init__(self, ssh, local_runner=None):
+    At most ``max_sessions`` calls run at once: they share one multiplexed connection, and sshd
+    refuses more than MaxSessions (10 by default) sessions on one connection.
+    """
+
+    def __init__(self, ssh, local_runner=None, max_sessions=8):
         self.ssh = list(ssh)
         self.local_runner = local_runner or run_bounded
+        self.sessions = threading.BoundedSemaphore(max_sessions)
 
     def wrap(self, argv):
         return self.ssh + [remote_command(argv)]
 
     def __call__(self, argv, timeout, stdin_data=None):
-        return self.local_runner(self.wrap(argv), timeout, stdin_data)
+        with self.sessions:
+            return self.local_runner(self.wrap(argv), timeout, stdin_data)
 
 
 def parse_bool(value):

@@ -23,6 +23,7 @@ loses data:
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import threading
 import time
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots as snaps_mod
@@ -52,8 +53,10 @@ class Side:
 
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=1,
-                 bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False):
+                 bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
+                 max_streams=4):
         self.prefix = prefix
+        self.streams = threading.BoundedSemaphore(max(1, max_streams))   # data streams at once
         self.restore = restore          # make the destination's head equal the snapshot, whatever it holds
         self.overwrite = overwrite      # with restore: an existing destination image may be changed
         self.allow_rollback = allow_rollback
@@ -92,8 +95,9 @@ def stream_diff(src, image, snapshot, base, dst, dest_image, opts):
     export_argv = src.rbd.argv(*(export_args + ['-']))
     import_argv = dst.rbd.argv(*(['import-diff', '--no-progress'] + dst.args(dest_image) + ['-']))
     upstream, downstream = _stage_lists(src, dst, export_argv, import_argv, opts)
-    return relay(upstream, downstream, opts.idle_timeout, bwlimit=opts.bwlimit,
-                 progress=opts.progress and (lambda b, s: opts.progress(image, b, s)))
+    with opts.streams:
+        return relay(upstream, downstream, opts.idle_timeout, bwlimit=opts.bwlimit,
+                     progress=opts.progress and (lambda b, s: opts.progress(image, b, s)))
 
 
 def _while_lock_is_stale(action, budget, pause=5.0):

@@ -143,6 +143,12 @@ options:
     description: The zstd level.
     type: int
     default: 1
+  max_streams:
+    description:
+      - How many data streams run at once; O(parallel) images are worked on at once, but only this many
+        send data (each stream costs an ssh connection, two rbd processes, CPU and bandwidth).
+    type: int
+    default: 4
   bwlimit:
     description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
     type: str
@@ -256,6 +262,7 @@ def main():
             compression=dict(type='str', choices=['none', 'zstd'], default='none'),
             compression_level=dict(type='int', default=1),
             bwlimit=dict(type='str'),
+            max_streams=dict(type='int', default=4),
             **REMOTE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
@@ -303,7 +310,8 @@ def main():
         opts = TransferOptions(prefix=p['prefix'], allow_rollback=p['allow_rollback'],
                                compression=p['compression'], compression_level=p['compression_level'],
                                bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
-                               progress=progress, restore=p['restore'], overwrite=p['overwrite'])
+                               progress=progress, restore=p['restore'], overwrite=p['overwrite'],
+                               max_streams=p['max_streams'])
 
         def work(item):
             return transfer_image(src, dst, item['image'], item.get('dest_image'),
