@@ -57,3 +57,55 @@ options:
     type: bool
     default: true
 '''
+
+    # The other host of a replication, reached over ssh (rbd_diff_transfer, rbd_replication_status).
+    REMOTE = r'''
+options:
+  mode:
+    description:
+      - Where the module runs - V(pull) on the destination (backup) host, reading the source over ssh;
+        V(push) on the source host, writing to (or reading) the destination over ssh.
+    type: str
+    choices: [pull, push]
+    default: pull
+  remote_ceph:
+    description: The Ceph client options of the other side, as they are on the other host.
+    type: dict
+    default: {}
+    suboptions:
+      cluster:
+        description: Cluster name on the other host.
+        type: str
+      conf:
+        description: Path of the C(ceph.conf) on the other host.
+        type: str
+      user:
+        description: The cephx id on the other host.
+        type: str
+      keyring:
+        description: Path of the keyring on the other host.
+        type: str
+  ssh_host:
+    description: The address of the other host (the source in pull mode, the destination in push mode).
+    type: str
+    required: true
+  ssh_user:
+    description: The user to log in as on the other host.
+    type: str
+  ssh_port:
+    description: The ssh port of the other host.
+    type: int
+  ssh_key:
+    description: The private key to log in with (default - ssh's own default keys).
+    type: path
+  ssh_options:
+    description: Extra ssh arguments, for example V([-o, StrictHostKeyChecking=yes]).
+    type: list
+    elements: str
+    default: []
+  ssh_cipher:
+    description:
+      - The ssh cipher for data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
+        times faster than OpenSSH's default on the test machine. Queries use ssh's default.
+    type: str
+'''

@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
+  - ceph_rbd.backup.rbd.REMOTE
 notes:
   - The common client options (O(cluster), O(conf), O(user), O(keyring)) describe the cluster of the
     host the module runs on (the destination in pull mode, the source in push mode); O(remote_ceph) the other.
@@ -42,11 +43,6 @@ attributes:
     support: full
     description: Shows each destination image's newest replicated snapshot before and after.
 options:
-  mode:
-    description: Where the module runs - V(pull) on the destination host, V(push) on the source host.
-    type: str
-    choices: [pull, push]
-    default: pull
   source_pool:
     description: The source pool.
     type: str
@@ -94,46 +90,6 @@ options:
     description: With O(restore=true), allow changing an existing destination image.
     type: bool
     default: false
-  remote_ceph:
-    description: The Ceph client options of the other side, as they are on the other host.
-    type: dict
-    default: {}
-    suboptions:
-      cluster:
-        description: Cluster name on the other host.
-        type: str
-      conf:
-        description: Path of the C(ceph.conf) on the other host.
-        type: str
-      user:
-        description: The cephx id on the other host.
-        type: str
-      keyring:
-        description: Path of the keyring on the other host.
-        type: str
-  ssh_host:
-    description: The address of the other host (the source in pull mode, the destination in push mode).
-    type: str
-    required: true
-  ssh_user:
-    description: The user to log in as on the other host.
-    type: str
-  ssh_port:
-    description: The ssh port of the other host.
-    type: int
-  ssh_key:
-    description: The private key to log in with (default - ssh's own default keys).
-    type: path
-  ssh_options:
-    description: Extra ssh arguments, for example V([-o, StrictHostKeyChecking=yes]).
-    type: list
-    elements: str
-    default: []
-  ssh_cipher:
-    description:
-      - The ssh cipher for the data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
-        times faster than OpenSSH's default on the test machine.
-    type: str
   compression:
     description: Compress the stream with the C(zstd) CLI, which must exist on both hosts.
     type: str

@@ -23,6 +23,7 @@ author:
 extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
+  - ceph_rbd.backup.rbd.REMOTE
 attributes:
   check_mode:
     support: full
@@ -31,11 +32,6 @@ attributes:
     support: none
     description: The module changes nothing in the clusters, so there is no diff.
 options:
-  mode:
-    description: V(pull) - the module runs on the backup host; V(push) - on the source host.
-    type: str
-    choices: [pull, push]
-    default: pull
   source_pool:
     description: The source pool.
     type: str
@@ -73,44 +69,6 @@ options:
   prometheus_textfile:
     description: Write metrics to this file (atomically) on the host the module runs on.
     type: path
-  remote_ceph:
-    description: The Ceph client options of the other side, as they are on the other host.
-    type: dict
-    default: {}
-    suboptions:
-      cluster:
-        description: Cluster name on the other host.
-        type: str
-      conf:
-        description: Path of the C(ceph.conf) on the other host.
-        type: str
-      user:
-        description: The cephx id on the other host.
-        type: str
-      keyring:
-        description: Path of the keyring on the other host.
-        type: str
-  ssh_host:
-    description: The address of the other host.
-    type: str
-    required: true
-  ssh_user:
-    description: The user to log in as on the other host.
-    type: str
-  ssh_port:
-    description: The ssh port of the other host.
-    type: int
-  ssh_key:
-    description: The private key to log in with.
-    type: path
-  ssh_options:
-    description: Extra ssh arguments.
-    type: list
-    elements: str
-    default: []
-  ssh_cipher:
-    description: Not used for queries; accepted so the same connection variables can be passed as to rbd_diff_transfer.
-    type: str
 '''
 
 EXAMPLES = r'''
