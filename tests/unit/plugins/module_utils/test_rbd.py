@@ -289,7 +289,7 @@ def test_run_bounded_kills_after_timeout():
     t0 = time.monotonic()
     rc, out, err = R.run_bounded(['sleep', '30'], 1)
     assert rc == -9 and out == '' and 'timed out after 1 s' in err
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 15   # killed, not the 30 s sleep (margin for a loaded machine)
 
 
 def test_run_bounded_kills_whole_group_holding_pipes():
@@ -297,4 +297,4 @@ def test_run_bounded_kills_whole_group_holding_pipes():
     t0 = time.monotonic()
     rc, _out, _err = R.run_bounded(['sh', '-c', 'sleep 30 & sleep 30'], 1)
     assert rc == -9
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 15   # killed, not the 30 s sleep (margin for a loaded machine)

@@ -397,7 +397,7 @@ def test_relay_idle_timeout(tmp_path, stream_file):
     elapsed = time.monotonic() - t0
     assert 'timeout' in str(ei.value)
     assert ei.value.stage == 'relay'
-    assert elapsed < 5, elapsed
+    assert elapsed < 15, elapsed   # killed, not the 30 s sleep (margin for a loaded machine)
     # the whole process group of the stalled stage was killed, grandchildren included
     assert gone(read_pid(pidfile))
 
@@ -409,7 +409,7 @@ def test_relay_stage_hanging_after_its_output_ended(stream_file):
         ST.relay([('export', ['sh', '-c', 'cat "$1"; exec >&-; sleep 30', 'sh', str(src)])],
                  [('import', ['sh', '-c', 'cat >/dev/null'])], idle_timeout=2)
     assert 'export did not finish within 2 s' in str(ei.value)
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < 15
 
 
 def test_relay_truncated_stream(tmp_path, stream_file):
@@ -435,7 +435,7 @@ def test_relay_downstream_exits_early(stream_file):
     with pytest.raises(StreamError) as ei:
         ST.relay([('export', ['cat', str(src)])], [('import', ['true'])], idle_timeout=10)
     assert 'closed its input early' in str(ei.value)
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 20
 
 
 def test_relay_missing_downstream_binary_kills_upstream(monkeypatch):
