@@ -494,7 +494,18 @@ class Bench:
         used = perf['bluestore']['bluestore_allocated'] + perf['bluefs'].get('db_used_bytes', 0)
         return used, os.stat(block).st_size
 
-    def ensure_space(self, src_bytes, dst_bytes, what):
+    def ensure_space(self, src_bytes, dst_bytes, what, wait=90):
+        """ensure_space_now, retried for ``wait`` seconds: removed pools free their space progressively."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self.ensure_space_now(src_bytes, dst_bytes, what)
+            except NoSpace:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(10)
+
+    def ensure_space_now(self, src_bytes, dst_bytes, what):
         """Refuse to write when a test-bed OSD or the host disk could fill up.
 
         The OSDs are sparse files; bluestore spreads its writes over the whole device, so a file grows
@@ -520,15 +531,15 @@ class Bench:
                           '--min-free)' % (what, human(growth), human(free), self.args.min_free))
 
     # -- P1 setup -------------------------------------------------------
-    def p1_setup(self, size):
+    def p1_setup(self, size, tag='p1'):
         """One source image (pool P, image vm) sent by both pipelines: the role to P on the backup
         cluster, the old script (its own snapshots old-NNNN) to image vm of pool Pold on the backup
         cluster.  Both read the same changed extents; the source is written once per run."""
         if self.p1_ready and self.p1_ready['size'] == size:
             return self.p1_ready
         self.ensure_space(3 * size, 3 * size, 'p1 (snapshots keep up to 3 versions of the image per side)')
-        pool = self.make_pool('p1')
-        old_pool = self.make_pool('p1old', clusters=(self.bed.dst,))
+        pool = self.make_pool(tag)
+        old_pool = self.make_pool(tag + 'old', clusters=(self.bed.dst,))
         src, dst = self.bed.src, self.bed.dst
         src.create(pool, 'vm', size)
         dst.create(old_pool, 'vm', size)
@@ -612,7 +623,7 @@ class Bench:
     # -- cases ----------------------------------------------------------
     def case_p1(self, key, kind, compression):
         size = self.args.size
-        st = self.p1_setup(size)
+        st = self.p1_setup(size, key)
         runs = []
         extra = dict(rbd_replicate_verify='extents', rbd_replicate_retention_dest=dict(last=1))
         if compression:
@@ -1420,6 +1431,9 @@ def main():
     if 'p4' in cases:
         steps.append(('p4', bench.case_p4_small))
     if 'p1z' in cases:
+        # fresh pools: dropping the p1 pools frees their space at once (removed snapshots are trimmed
+        # slowly on the test bed's OSDs), so that p1z can write its 3 x 2 x 2 GiB
+        steps.append(('p1 teardown', bench.p1_teardown))
         steps.append(('p1z', lambda: bench.case_p1('p1z', 'compressible', 'zstd')))
     steps.append(('p1 teardown', bench.p1_teardown))
     if 'ovh' in cases:
