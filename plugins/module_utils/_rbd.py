@@ -28,7 +28,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 
 
 # The common client options, shared by every module (see doc fragment ceph_rbd.backup.rbd).
@@ -342,7 +341,3 @@ class Rbd:
     def meta_remove(self, pool, image, key, namespace=None):
         self.run('image-meta', 'remove', *(image_args(pool, image, namespace) + [key]),
                  image=image_label(pool, image, namespace), ok_rcs=(0, 2))
-
-
-def elapsed_since(t0):
-    return round(time.monotonic() - t0, 3)
