@@ -126,8 +126,8 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import LibRbd, client as librbd_client
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import HAS_LIBRBD, LibRbd
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
 
 
 def main():
@@ -148,11 +148,15 @@ def main():
     expected = None
     if p['expected'] is not None:
         expected = dict((e.get('image'), e) for e in p['expected'] if not e.get('failed'))
-    rbd = librbd_client(p)
-    reader = None
-    if p['method'] == 'data' and isinstance(rbd, LibRbd):
+    # Queries (info, diff) through the rbd CLI; only the data reads in-process, on a connection of their
+    # own that is shut down before the module exits. With queries, reads and shutdown all on one shared
+    # in-process connection, python3-rbd 16.2 aborted the module now and then (std::system_error).
+    rbd = Rbd.from_params(p)
+    conn = reader = None
+    if p['method'] == 'data' and HAS_LIBRBD:
+        conn = LibRbd.from_params(p)
         try:
-            reader = _verify.LibrbdReader(rbd.cluster, p['timeout'])
+            reader = _verify.LibrbdReader(conn.cluster, p['timeout'])
         except RbdError as e:
             module.fail_json(**e.as_dict())
 
@@ -184,11 +188,12 @@ def main():
                                % (p['method'], snapshot, other.get('digest'), result['digest']), image=label)
         return result
 
-    # python3-rbd 16.2: reads from snapshots in several threads while other threads open, diff and close
-    # images aborted the process (std::system_error, mutex assertion, segfault) or hung, in 2-3 of 8 runs
-    # here and most 200-image benchmark runs; one image at a time, 0 of 10. In-process that is still
-    # milliseconds per unchanged image. The CLI fallback (separate processes) keeps ``parallel``.
-    outcomes = run_all(items, work, 1) if isinstance(rbd, LibRbd) else run_images(module, items, work)
+    try:
+        # one image at a time in-process: snapshot reads in threads crashed python3-rbd 16.2 here
+        outcomes = run_all(items, work, 1) if reader is not None else run_images(module, items, work)
+    finally:
+        if conn is not None:
+            conn.close()
     finish(module, outcomes, 'rbd_extent_verify')
 
 
