@@ -8,14 +8,18 @@ bash tests/testbed/testbed.sh up
 source "${RBD_TESTBED_DIR:-/tmp/rbd-testbed}/env.sh"
 POOL=demo
 py=.venv/bin/python
-
-echo "== demo: a fresh pool '$POOL' on both clusters with three images of random data and zero runs"
-$py - "$POOL" <<'PY'
-import os, sys, subprocess
+# Run a python snippet (stdin) with `bed` (both test clusters, tests/integration/conftest.py) and `pool` set.
+with_bed() {
+  $py -c "import os, sys
 sys.path.insert(0, 'tests/integration')
 from conftest import Bed, _env_file, mixed_chunk, random_data
 bed = Bed(_env_file(os.environ['RBD_TESTBED_DIR'] + '/env.sh'))
 pool = sys.argv[1]
+exec(sys.stdin.read())" "$POOL"
+}
+
+echo "== demo: a fresh pool '$POOL' on both clusters with three images of random data and zero runs"
+with_bed <<'PY'
 for c in (bed.src, bed.dst):
     c.remove_pool(pool)
     c.create_pool(pool)
@@ -32,12 +36,8 @@ run() {
 echo "== night 1: first run copies every image"
 run
 echo "== during the day: 4 MiB changes in one image"
-$py - "$POOL" <<'PY'
-import os, sys
-sys.path.insert(0, 'tests/integration')
-from conftest import Bed, _env_file, random_data
-bed = Bed(_env_file(os.environ['RBD_TESTBED_DIR'] + '/env.sh'))
-bed.src.write(sys.argv[1], 'vm-101-disk-0', 100 << 20, random_data(4 << 20))
+with_bed <<'PY'
+bed.src.write(pool, 'vm-101-disk-0', 100 << 20, random_data(4 << 20))
 PY
 echo "== what tonight would do (--check changes nothing)"
 run --check
@@ -45,12 +45,7 @@ sleep 1
 echo "== night 2: only the changed blocks travel"
 run
 echo "== report: every snapshot on both sides, rbd export | sha256sum"
-$py - "$POOL" <<'PY'
-import os, sys
-sys.path.insert(0, 'tests/integration')
-from conftest import Bed, _env_file
-bed = Bed(_env_file(os.environ['RBD_TESTBED_DIR'] + '/env.sh'))
-pool = sys.argv[1]
+with_bed <<'PY'
 ok = True
 for image in bed.src.images(pool):
     for snap in bed.dst.snaps(pool, image):
