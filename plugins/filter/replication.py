@@ -24,6 +24,19 @@ def verify_item(result):
     return dict(image=result['image'], snapshot=result.get('snapshot'), from_snapshot=base)
 
 
+def transfer_item(result):
+    """An rbd_snapshot result -> an images element for rbd_diff_transfer that carries what the source told.
+
+    The transfer then does not ask the source (over ssh, in pull mode) for the image's snapshots, nor
+    whether anything changed since the base, when the snapshot step already knows.
+    """
+    item = dict(image=result['image'], snapshot=result.get('snapshot'))
+    if result.get('snapshots') is not None:
+        item.update(source_snapshots=result['snapshots'], previous=result.get('previous'),
+                    unchanged=result.get('unchanged'))
+    return item
+
+
 def keep_item(result, check_mode=False):
     """A transfer result -> an images element for rbd_snapshot_prune that keeps the newest common snapshot.
 
@@ -70,7 +83,7 @@ def replication_summary(steps, pool, dest_pool=None):
                 e['snapshot'] = r.get('snapshot')
             elif step == 'transfer':
                 for k in ('action', 'base', 'snapshot', 'bytes', 'data_bytes', 'seconds', 'rate',
-                          'rolled_back', 'recovered', 'replaced_image', 'estimated'):
+                          'rolled_back', 'recovered', 'replaced_image', 'estimated', 'unchanged'):
                     if k in r:
                         e[k] = r[k]
             elif step == 'verify_dest':
@@ -137,6 +150,8 @@ def replication_report(summary):
                                                  s.get('snapshot'), s.get('bytes') or 0, s.get('seconds') or 0)
         if s.get('verified') is not None:
             line += ' verified' if s['verified'] else ' NOT VERIFIED'
+        elif s.get('unchanged'):
+            line += ' unchanged'
         if s.get('removed_source') or s.get('removed_dest'):
             line += ' pruned %d/%d' % (len(s.get('removed_source') or []), len(s.get('removed_dest') or []))
         lines.append(line)
@@ -147,4 +162,5 @@ class FilterModule(object):
     def filters(self):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
+                    transfer_item=transfer_item,
                     retention_error=retention_error, scrub_items=scrub_items)

@@ -140,15 +140,63 @@ def _create_like(src, image, target, dst, dest_image):
                    object_size=info.get('object_size'))
 
 
-def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
-    """Replicate one image; returns a result dict (raises RbdError/StreamError on failure)."""
+def source_hints(rbd, pool, image, namespace, prefix, snapshot):
+    """What a transfer needs to know about a source image, read where that is cheap: on the source host.
+
+    rbd_snapshot returns these next to the snapshot it made, and the role hands them to
+    rbd_diff_transfer: in pull mode the source is the *other* host, where every query is an ssh
+    round trip and an rbd process (~0.15 s of CPU), against ~10 ms in-process here.
+
+    ``snapshots``: every snapshot (id, name, size); ``previous``: the prefixed snapshot just before
+    ``snapshot``; ``unchanged``: True when nothing was written between the two and the size is the
+    same, None when unknown (no previous snapshot, or ``snapshot`` does not exist yet).
+    """
+    snaps = rbd.snapshots(pool, image, namespace)
+    own = [s['name'] for s in snaps_mod.with_prefix(snaps, prefix)]
+    previous = unchanged = None
+    if snapshot in own:
+        i = own.index(snapshot)
+        if i > 0:
+            previous = own[i - 1]
+            unchanged = unchanged_between(rbd, pool, image, namespace, snaps, previous, snapshot)
+    elif own:
+        previous = own[-1]
+    return dict(snapshots=[dict(id=s['id'], name=s['name'], size=s.get('size')) for s in snaps],
+                previous=previous, unchanged=unchanged)
+
+
+def hints_problem(item):
+    """Pure: why an image item's hints are unusable (a message), or None."""
+    snaps = item.get('source_snapshots')
+    if snaps is not None:
+        if not isinstance(snaps, list) or not all(
+                isinstance(s, dict) and isinstance(s.get('name'), str) and isinstance(s.get('id'), int)
+                and not isinstance(s.get('id'), bool) for s in snaps):
+            return 'source_snapshots must be a list of dicts with an integer id and a name (as ' \
+                   'ceph_rbd.backup.rbd_snapshot returns them), got %r' % (snaps,)
+    if item.get('unchanged') is not None and not isinstance(item['unchanged'], bool):
+        return 'unchanged must be true, false or null, got %r' % (item['unchanged'],)
+    if item.get('previous') is not None and not isinstance(item['previous'], str):
+        return 'previous must be a snapshot name, got %r' % (item['previous'],)
+    return None
+
+
+def transfer_image(src, dst, image, dest_image=None, target=None, opts=None, hints=None):
+    """Replicate one image; returns a result dict (raises RbdError/StreamError on failure).
+
+    ``hints``: :func:`source_hints` of the source image (keys ``source_snapshots``, ``previous``,
+    ``unchanged``), when the caller has them; they save the queries to the source.
+    """
     opts = opts or TransferOptions()
+    hints = hints or {}
     dest_image = dest_image or image
     t0 = time.monotonic()
     result = dict(image=image, dest_image=dest_image, changed=False, base=None, snapshot=None,
                   bytes=0, data_bytes=0, seconds=0.0, rate=0.0, rolled_back=False, recovered=False,
                   replaced_image=None, estimated=False)
-    src_snaps = src.rbd.snapshots_or_none(src.pool, image, src.namespace)
+    src_snaps = hints.get('source_snapshots')
+    if src_snaps is None:
+        src_snaps = src.rbd.snapshots_or_none(src.pool, image, src.namespace)
     if src_snaps is None:
         raise RbdError('the source image does not exist', image=src.label(image))
     names = [s['name'] for s in src_snaps]
@@ -221,10 +269,12 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
     elif action == snaps_mod.ACTION_REBUILD:
         return _rebuild(src, image, target, dst, dest_image, result, opts, t0)
     else:
-        if _unchanged_since(src, image, src_snaps, base, target):
+        if _source_unchanged(src, image, src_snaps, base, target, hints) and \
+                _dest_size(dst, dest_image) == _size_of(src_snaps, target):
             # Nothing was written since the base and the size is the same: the destination head (checked
-            # above to be exactly its newest snapshot) already holds the target's bytes. Creating the
-            # snapshot is all import-diff would do, without its ssh connection and two rbd processes.
+            # above to be exactly its newest snapshot, and of the target's size) already holds the target's
+            # bytes. Creating the snapshot is all import-diff would do, without its ssh connection and two
+            # rbd processes.
             dst.rbd.snap_create(dst.pool, dest_image, target, dst.namespace)
             result.update(seconds=round(time.monotonic() - t0, 3), unchanged=True)
             return result
@@ -232,12 +282,48 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None):
     return _finish(result, stats, t0)
 
 
-def _unchanged_since(src, image, src_snaps, base, target):
-    """True when the source image did not change at all between ``base`` and ``target``."""
-    sizes = dict((s['name'], s.get('size')) for s in src_snaps)
-    if sizes.get(base) is None or sizes.get(base) != sizes.get(target):
+def unchanged_between(rbd, pool, image, namespace, snaps, base, target):
+    """True when nothing was written to the image between snapshots ``base`` and ``target`` and the size
+    is the same (rbd's diff reports writes, not contents: an empty diff means no write at all)."""
+    if _size_of(snaps, base) is None or _size_of(snaps, base) != _size_of(snaps, target):
         return False
-    return not src.rbd.diff(src.pool, image, src.namespace, snap=target, from_snap=base)
+    return not rbd.diff(pool, image, namespace, snap=target, from_snap=base)
+
+
+def _size_of(snaps, name):
+    for s in snaps:
+        if s['name'] == name:
+            return s.get('size')
+    return None
+
+
+def _dest_size(dst, dest_image):
+    return (dst.rbd.info(dst.pool, dest_image, dst.namespace) or {}).get('size')
+
+
+def source_unchanged_by_hints(src_snaps, base, hints):
+    """Pure: what the hints say about "unchanged between base and target": True, False or None (unknown).
+
+    The hints compare the target with the snapshot before it (``previous``).  No write after
+    ``previous`` means none after a newer base either; a write after ``previous`` is also after an older
+    base.  Sizes must match too.
+    """
+    ids = dict((s['name'], s['id']) for s in src_snaps)
+    previous, unchanged = hints.get('previous'), hints.get('unchanged')
+    if unchanged is None or previous not in ids or base not in ids:
+        return None
+    if unchanged and ids[base] >= ids[previous]:
+        return True
+    if not unchanged and ids[base] <= ids[previous]:
+        return False
+    return None
+
+
+def _source_unchanged(src, image, src_snaps, base, target, hints):
+    known = source_unchanged_by_hints(src_snaps, base, hints)
+    if known is not None:
+        return known
+    return unchanged_between(src.rbd, src.pool, image, src.namespace, src_snaps, base, target)
 
 
 def _restore_existing(src, image, target, dst, dest_image, dst_snaps, action, base, result, opts, t0):
@@ -300,4 +386,5 @@ def _finish(result, stats, t0):
     return result
 
 
-__all__ = ['Side', 'TransferOptions', 'transfer_image', 'stream_diff', 'StreamError']
+__all__ = ['Side', 'TransferOptions', 'transfer_image', 'source_hints', 'source_unchanged_by_hints',
+           'hints_problem', 'stream_diff', 'StreamError']

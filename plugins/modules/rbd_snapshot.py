@@ -96,6 +96,24 @@ images:
     snapshot:
       description: The snapshot name.
       type: str
+    snapshots:
+      description:
+        - With O(state=present), the image's snapshots afterwards (C(id), C(name), C(size)), oldest first.
+        - Hand them to M(ceph_rbd.backup.rbd_diff_transfer) (filter P(ceph_rbd.backup.transfer_item#filter)) so
+          that it need not ask the source again.
+      type: list
+      elements: dict
+      returned: success, with O(state=present)
+    previous:
+      description: With O(state=present), the snapshot with O(prefix) just before this one (null if none).
+      type: str
+      returned: success, with O(state=present)
+    unchanged:
+      description:
+        - With O(state=present), true when nothing was written to the image between RV(images[].previous)
+          and this snapshot and its size is the same; null when unknown (no previous snapshot, or check mode).
+      type: bool
+      returned: success, with O(state=present)
     failed:
       description: Whether this image failed.
       type: bool
@@ -118,6 +136,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import source_hints
 
 
 def main():
@@ -164,7 +183,11 @@ def main():
                 rbd.snap_remove(p['pool'], image, name, p['namespace'])
         after[image] = (names + [name]) if changed and p['state'] == 'present' else \
             [n for n in names if not (changed and n == name)]
-        return dict(image=image, changed=changed, snapshot=name)
+        result = dict(image=image, changed=changed, snapshot=name)
+        if p['state'] == 'present':
+            # what the transfer would otherwise ask this host for over ssh (see rbd_diff_transfer's images)
+            result.update(source_hints(rbd, p['pool'], image, p['namespace'], p['prefix'], name))
+        return result
 
     outcomes = run_images(module, items, work)
     finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name)

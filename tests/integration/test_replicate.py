@@ -48,6 +48,9 @@ def test_first_run_copies_everything_second_sends_only_changes(bed, pools):
     b_line = [line for line in summary if '/disk-b:' in line][0]
     sent_b = int(b_line.split(' bytes')[0].split()[-1])
     assert sent_b < 4096, b_line
+    # nothing written to disk-b: its snapshot was made without a stream, so there is nothing to verify
+    assert ' unchanged' in b_line and ' verified' not in b_line, b_line
+    assert ' verified' in a_line and ' unchanged' not in a_line, a_line
     for name in names:
         common = assert_replicated(bed, pools, name)
         assert first_snap in common and len(common) == 2
@@ -128,3 +131,18 @@ def test_one_failing_image_does_not_stop_the_others(bed, pools):
     assert '1 image(s) failed' in out and '/bad' in out and 'allow_rollback' in out
     assert len(bed.dst.snaps(pools, 'good')) == 2
     assert_replicated(bed, pools, 'good')
+
+
+def test_unchanged_source_but_grown_destination_is_streamed_not_just_snapshotted(bed, pools):
+    """rbd diff shows no write for a grow: a snapshot made on that head would be the wrong size."""
+    bed.src.create(pools, 'grown', 8 * MiB)
+    bed.src.write(pools, 'grown', 0, random_data(MiB, seed=11))
+    bed.playbook(extra=role_vars(pools))
+    bed.dst.run('resize', '--size', '16M', '--pool', pools, '--image', 'grown')
+    assert bed.dst.rbd_json('diff', '--pool', pools, '--image', 'grown',
+                            '--from-snap', bed.dst.snaps(pools, 'grown')[-1]) == []
+    out = bed.playbook(extra=role_vars(pools))
+    line = [x for x in out.splitlines() if '/grown:' in x][0]
+    assert ' unchanged' not in line and ' verified' in line, line
+    common = assert_replicated(bed, pools, 'grown')
+    assert len(common) == 2 and bed.dst.size(pools, 'grown') == 8 * MiB

@@ -142,7 +142,7 @@ def test_replication_report_lines():
 def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
-                      'keep_item', 'retention_error', 'scrub_items'}
+                      'keep_item', 'retention_error', 'scrub_items', 'transfer_item'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -173,3 +173,22 @@ def test_scrub_items_picks_common_snapshots_and_samples_evenly():
     assert F.scrub_items(backups, sources, 'newest')[0]['snapshot'] == 'backup-2'
     sample = F.scrub_items(backups, sources, 'oldest', 3)
     assert [i['image'] for i in sample] == ['img0', 'img3', 'img6']
+
+
+def test_transfer_item_carries_the_snapshot_steps_hints():
+    snaps = [dict(id=3, name='backup-1', size=4096), dict(id=5, name='backup-2', size=4096)]
+    r = dict(image='a', changed=True, snapshot='backup-2', snapshots=snaps, previous='backup-1', unchanged=True,
+             failed=False)
+    assert F.transfer_item(r) == dict(image='a', snapshot='backup-2', source_snapshots=snaps,
+                                      previous='backup-1', unchanged=True)
+    # a result without hints (older module, state=absent) gives a plain item: the transfer asks the source
+    assert F.transfer_item(dict(image='b', snapshot='backup-2')) == dict(image='b', snapshot='backup-2')
+
+
+def test_report_says_unchanged_when_nothing_was_verified_because_nothing_was_sent():
+    steps = dict(list=dict(names=['a']),
+                 transfer=dict(images=[dict(image='a', action='incremental', base='s1', snapshot='s2', bytes=0,
+                                            seconds=0.1, unchanged=True)]))
+    summary = F.replication_summary(steps, 'rbd')
+    assert summary[0]['unchanged'] is True
+    assert F.replication_report(summary) == ['rbd/a: incremental s1..s2 0 bytes 0.1s unchanged']

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The transfer's decisions with the snapshot step's hints, on fake clients (the real thing: tests/integration)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _transfer as T
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._stream import DiffStreamStats
+
+
+class FakeRbd:
+    """In-memory images: name -> dict(snaps=[...], size=int, dirty=bool, written={snap: bool})."""
+
+    def __init__(self, images):
+        self.images = images
+        self.calls = []
+
+    def _img(self, image):
+        return self.images.get(image)
+
+    def snapshots_or_none(self, pool, image, namespace=None):
+        self.calls.append(('snapshots', image))
+        img = self._img(image)
+        return None if img is None else [dict(s) for s in img['snaps']]
+
+    snapshots = snapshots_or_none
+
+    def meta_get(self, pool, image, key, namespace=None):
+        self.calls.append(('meta_get', image))
+        return None
+
+    def info(self, pool, image, namespace=None, snap=None):
+        self.calls.append(('info', image))
+        img = self._img(image)
+        return None if img is None else dict(name=image, size=img['size'])
+
+    def diff(self, pool, image, namespace=None, snap=None, from_snap=None, whole_object=False):
+        self.calls.append(('diff', image, from_snap, snap))
+        img = self._img(image)
+        if snap is None:
+            return [(0, 4096, True)] if img.get('dirty') else []
+        return [(0, 4096, True)] if img['written'].get((from_snap, snap)) else []
+
+    def snap_create(self, pool, image, snap, namespace=None):
+        self.calls.append(('snap_create', image, snap))
+        img = self._img(image)
+        img['snaps'].append(dict(id=max([s['id'] for s in img['snaps']] + [0]) + 1, name=snap, size=img['size']))
+
+
+SRC_SNAPS = [dict(id=3, name='backup-1', size=1 << 20), dict(id=7, name='backup-2', size=1 << 20)]
+
+
+def sides(dest_size=1 << 20, written=False):
+    src = FakeRbd({'a': dict(snaps=[dict(s) for s in SRC_SNAPS], size=1 << 20,
+                             written={('backup-1', 'backup-2'): written})})
+    dst = FakeRbd({'a': dict(snaps=[dict(id=1, name='backup-1', size=dest_size)], size=dest_size, written={})})
+    return T.Side(src, 'rbd', remote_ssh=['ssh', 'src']), T.Side(dst, 'rbd'), src, dst
+
+
+def hints(unchanged, previous='backup-1'):
+    return dict(source_snapshots=[dict(s) for s in SRC_SNAPS], previous=previous, unchanged=unchanged)
+
+
+@pytest.fixture
+def streams(monkeypatch):
+    """Record the streams instead of running rbd; the import 'creates' the end snapshot like import-diff."""
+    sent = []
+
+    def fake_stream(src, image, snapshot, base, dst, dest_image, opts):
+        sent.append((image, base, snapshot))
+        dst.rbd.snap_create(dst.pool, dest_image, snapshot)
+        stats = DiffStreamStats()
+        stats.seconds = 0.5     # relay() sets it
+        return stats
+
+    monkeypatch.setattr(T, 'stream_diff', fake_stream)
+    return sent
+
+
+def no_meta(rbd):
+    rbd.meta_set = lambda *a, **k: rbd.calls.append(('meta_set',))
+    rbd.meta_remove = lambda *a, **k: rbd.calls.append(('meta_remove',))
+
+
+def test_unchanged_by_hints_asks_the_source_nothing_and_streams_nothing(streams):
+    src, dst, src_rbd, dst_rbd = sides()
+    r = T.transfer_image(src, dst, 'a', target='backup-2', hints=hints(True))
+    assert r['action'] == 'incremental' and r['unchanged'] is True and r['bytes'] == 0
+    assert src_rbd.calls == []
+    assert ('snap_create', 'a', 'backup-2') in dst_rbd.calls
+    assert streams == []
+
+
+def test_changed_by_hints_streams_without_asking_the_source(streams):
+    src, dst, src_rbd, dst_rbd = sides(written=True)
+    no_meta(dst_rbd)
+    r = T.transfer_image(src, dst, 'a', target='backup-2', hints=hints(False))
+    assert 'unchanged' not in r
+    assert streams == [('a', 'backup-1', 'backup-2')]
+    assert src_rbd.calls == []
+
+
+def test_without_hints_the_source_is_asked(streams):
+    src, dst, src_rbd, dst_rbd = sides()
+    r = T.transfer_image(src, dst, 'a', target='backup-2')
+    assert r['unchanged'] is True
+    assert ('snapshots', 'a') in src_rbd.calls and ('diff', 'a', 'backup-1', 'backup-2') in src_rbd.calls
+
+
+def test_a_destination_of_another_size_gets_the_stream_even_when_the_source_is_unchanged(streams):
+    # rbd diff shows no write for a grow, so the head size is checked too
+    src, dst, src_rbd, dst_rbd = sides(dest_size=2 << 20)
+    no_meta(dst_rbd)
+    r = T.transfer_image(src, dst, 'a', target='backup-2', hints=hints(True))
+    assert 'unchanged' not in r
+    assert streams == [('a', 'backup-1', 'backup-2')]
+
+
+def test_a_dirty_destination_is_refused_even_when_the_hints_say_unchanged(streams):
+    src, dst, src_rbd, dst_rbd = sides()
+    dst_rbd.images['a']['dirty'] = True
+    with pytest.raises(T.RbdError, match='modified since its snapshot backup-1'):
+        T.transfer_image(src, dst, 'a', target='backup-2', hints=hints(True))
+    assert streams == [] and not [c for c in dst_rbd.calls if c[0] == 'snap_create']
+
+
+@pytest.mark.parametrize('base_id, unchanged, expect', [
+    (7, True, True),     # base is previous
+    (9, True, True),     # base newer than previous: no write after previous, none after base
+    (5, True, None),     # base older than previous: writes between them are unknown
+    (7, False, False),   # base is previous and there was a write
+    (5, False, False),   # an older base sees that write too
+    (9, False, None),    # the write may be before a newer base
+    (7, None, None),     # unknown stays unknown
+])
+def test_source_unchanged_by_hints(base_id, unchanged, expect):
+    snaps = [dict(id=5, name='old'), dict(id=7, name='prev'), dict(id=9, name='mid'), dict(id=11, name='target')]
+    base = dict((s['id'], s['name']) for s in snaps)[base_id]
+    assert T.source_unchanged_by_hints(snaps, base, dict(previous='prev', unchanged=unchanged)) is expect
+
+
+def test_source_unchanged_by_hints_ignores_names_it_does_not_know():
+    snaps = [dict(id=5, name='prev'), dict(id=7, name='target')]
+    assert T.source_unchanged_by_hints(snaps, 'other', dict(previous='prev', unchanged=True)) is None
+    assert T.source_unchanged_by_hints(snaps, 'prev', dict(previous='gone', unchanged=True)) is None
+    assert T.source_unchanged_by_hints(snaps, 'prev', {}) is None
+
+
+@pytest.mark.parametrize('item, problem', [
+    (dict(image='a'), None),
+    (dict(image='a', source_snapshots=[dict(id=1, name='s')], previous='s', unchanged=False), None),
+    (dict(image='a', source_snapshots='s1,s2'), 'source_snapshots must be a list'),
+    (dict(image='a', source_snapshots=[dict(name='s')]), 'integer id'),
+    (dict(image='a', source_snapshots=[dict(id=True, name='s')]), 'integer id'),
+    (dict(image='a', unchanged='yes'), 'unchanged must be'),
+    (dict(image='a', previous=3), 'previous must be'),
+])
+def test_hints_problem(item, problem):
+    got = T.hints_problem(item)
+    if problem is None:
+        assert got is None
+    else:
+        assert problem in got
+
+
+def test_source_hints_compares_with_the_previous_prefixed_snapshot():
+    rbd = FakeRbd({'a': dict(snaps=[dict(id=2, name='foreign', size=1), dict(id=3, name='backup-1', size=1),
+                                    dict(id=4, name='manual', size=1), dict(id=7, name='backup-2', size=1)],
+                             size=1, written={('backup-1', 'backup-2'): False})})
+    h = T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-2')
+    assert h['previous'] == 'backup-1' and h['unchanged'] is True
+    assert [s['name'] for s in h['snapshots']] == ['foreign', 'backup-1', 'manual', 'backup-2']
+    rbd.images['a']['written'][('backup-1', 'backup-2')] = True
+    assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-2')['unchanged'] is False
+    # a resize without a write is a change too
+    rbd.images['a']['written'][('backup-1', 'backup-2')] = False
+    rbd.images['a']['snaps'][-1]['size'] = 2
+    assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-2')['unchanged'] is False
+    # the first snapshot has nothing to compare with; a snapshot not made yet (check mode) neither
+    assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-1')['unchanged'] is None
+    h = T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-3')
+    assert h['unchanged'] is None and h['previous'] == 'backup-2'
