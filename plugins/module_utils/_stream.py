@@ -25,6 +25,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher
+
 BANNER_V1 = b'rbd diff v1\n'
 CHUNK = 1 << 20
 MAX_NAME = 4096
@@ -53,9 +55,16 @@ class StreamError(Exception):
 
 
 class DiffStreamStats:
-    """Counts what an ``rbd diff v1`` stream carries, fed chunk by chunk."""
+    """Counts what an ``rbd diff v1`` stream carries, fed chunk by chunk.
 
-    def __init__(self):
+    With ``digest=True`` it also computes the ``data`` digest of what the stream carries (see
+    :class:`_verify.DataHasher`): the destination can then be verified against exactly what the source
+    sent, without reading the source a second time.
+    """
+
+    def __init__(self, digest=False):
+        self.digest = digest
+        self.hasher = None
         self.stream_bytes = 0
         self.data_bytes = 0
         self.zero_bytes = 0
@@ -108,6 +117,11 @@ class DiffStreamStats:
         elif tag in (b'w', b'z'):
             offset, length = struct.unpack('<QQ', buf[1:17])
             self._add_extent(offset, length)
+            if self.digest and self.hasher is None:
+                self.error = 'a data record before the size record'
+                return
+            if self.hasher is not None:
+                self.hasher.begin(offset)
             if tag == b'w':
                 self.write_records += 1
                 self.data_bytes += length
@@ -115,8 +129,12 @@ class DiffStreamStats:
             else:
                 self.zero_records += 1
                 self.zero_bytes += length
+                if self.hasher is not None:
+                    self.hasher.zeros(length)
         elif tag == b's':
             self.size = struct.unpack('<Q', buf[1:9])[0]
+            if self.digest:
+                self.hasher = DataHasher(self.size)
         elif tag == b'f':
             self.from_snap = buf[5:].decode('utf-8', 'replace')
         elif tag == b't':
@@ -135,6 +153,8 @@ class DiffStreamStats:
         while pos < n:
             if self._skip:
                 take = min(self._skip, n - pos)
+                if self.hasher is not None:
+                    self.hasher.update(view[pos:pos + take])
                 self._skip -= take
                 pos += take
                 continue
@@ -156,6 +176,10 @@ class DiffStreamStats:
                 self._record()
                 if self.error:
                     return
+
+    def data_digest(self):
+        """The ``data`` digest of what the stream carried (None unless made with ``digest=True``)."""
+        return self.hasher.hexdigest() if self.hasher is not None and self.complete else None
 
     def as_dict(self):
         return dict(stream_bytes=self.stream_bytes, data_bytes=self.data_bytes, zero_bytes=self.zero_bytes,

@@ -31,7 +31,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     META_IMPORTING, RbdError, image_args, image_label,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._stream import (
-    StreamError, relay, remote_pipeline,
+    DiffStreamStats, StreamError, relay, remote_pipeline,
 )
 
 
@@ -54,8 +54,9 @@ class Side:
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=1,
                  bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
-                 max_streams=4):
+                 max_streams=4, digest=False):
         self.prefix = prefix
+        self.digest = digest            # compute the data digest of each stream (see DiffStreamStats)
         self.streams = threading.BoundedSemaphore(max(1, max_streams))   # data streams at once
         self.restore = restore          # make the destination's head equal the snapshot, whatever it holds
         self.overwrite = overwrite      # with restore: an existing destination image may be changed
@@ -96,7 +97,8 @@ def stream_diff(src, image, snapshot, base, dst, dest_image, opts):
     import_argv = dst.rbd.argv(*(['import-diff', '--no-progress'] + dst.args(dest_image) + ['-']))
     upstream, downstream = _stage_lists(src, dst, export_argv, import_argv, opts)
     with opts.streams:
-        return relay(upstream, downstream, opts.idle_timeout, bwlimit=opts.bwlimit,
+        return relay(upstream, downstream, opts.idle_timeout, stats=DiffStreamStats(digest=opts.digest),
+                     bwlimit=opts.bwlimit,
                      progress=opts.progress and (lambda b, s: opts.progress(image, b, s)))
 
 
@@ -383,6 +385,11 @@ def _finish(result, stats, t0):
     result.update(bytes=stats.stream_bytes, data_bytes=stats.data_bytes, zero_bytes=stats.zero_bytes,
                   seconds=seconds, stream_seconds=stats.seconds,
                   rate=round(stats.stream_bytes / stats.seconds, 1) if stats.seconds else 0.0)
+    if stats.data_digest():
+        # what rbd_extent_verify on the destination compares with (its ``expected``): the digest of the
+        # bytes the source sent, and the extents to read back there
+        result.update(method='data', digest=stats.data_digest(), size=stats.size,
+                      extents=[[o, n] for o, n in stats.extents])
     return result
 
 

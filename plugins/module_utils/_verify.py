@@ -62,21 +62,45 @@ def extents_digest(extents):
 
 
 class DataHasher:
-    """Pure: the ``data`` digest, fed extent by extent, in extent order."""
+    """Pure: the ``data`` digest, fed in offset order: ``begin(offset)`` where an extent starts, then its bytes.
+
+    v2: each maximal run of contiguous bytes is hashed as its bytes followed by its (start, length), so
+    adjacent extents hash the same as one merged extent.  The digest therefore does not depend on how an
+    extent list is split: the records of an ``export-diff`` stream (see :class:`_stream.DiffStreamStats`)
+    and ``rbd diff``'s extents give the same digest for the same bytes.
+    """
 
     def __init__(self, size):
-        self.h = hashlib.sha256(b'ceph_rbd.backup data v1 size=%d\n' % int(size))
+        self.h = hashlib.sha256(b'ceph_rbd.backup data v2 size=%d\n' % int(size))
         self.bytes = 0
+        self._start = self._pos = None
 
-    def begin(self, offset, length):
-        self.h.update(struct.pack('<QQ', offset, length))
+    def _close_run(self, h):
+        if self._start is not None and self._pos > self._start:
+            h.update(struct.pack('<QQ', self._start, self._pos - self._start))
+
+    def begin(self, offset, length=None):
+        """An extent starts at ``offset`` (``length`` is not needed: the run ends where the data does)."""
+        if offset != self._pos:
+            self._close_run(self.h)
+            self._start = self._pos = offset
 
     def update(self, data):
         self.h.update(data)
         self.bytes += len(data)
+        self._pos += len(data)
+
+    def zeros(self, length, _block=bytes(1 << 20)):
+        """``length`` zero bytes (a zero record of the stream, or a hole)."""
+        while length > 0:
+            n = min(length, len(_block))
+            self.update(memoryview(_block)[:n])
+            length -= n
 
     def hexdigest(self):
-        return self.h.hexdigest()
+        h = self.h.copy()
+        self._close_run(h)
+        return h.hexdigest()
 
 
 def clip(extents, size):

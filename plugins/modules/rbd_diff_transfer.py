@@ -111,6 +111,16 @@ options:
         send data (each stream costs an ssh connection, two rbd processes, CPU and bandwidth).
     type: int
     default: 4
+  digest:
+    description:
+      - Also compute, as the stream passes, the V(data) digest of the bytes it carries (SHA-256, one pass,
+        nothing buffered), and return it with the extents it wrote (RV(images[].digest), RV(images[].extents)).
+      - M(ceph_rbd.backup.rbd_extent_verify) on the destination can then check its snapshot against what the
+        source sent, so the source need not be read a second time (the role's
+        C(rbd_replicate_verify_source=stream)). It proves the destination holds what C(export-diff) read; a
+        separate read of the source (C(rbd_replicate_verify_source=read)) also re-reads the source.
+    type: bool
+    default: false
   bwlimit:
     description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
     type: str
@@ -181,6 +191,18 @@ images:
     replaced_image:
       description: Where the old destination image was renamed to when it was rebuilt.
       type: str
+    digest:
+      description:
+        - With O(digest=true), the V(data) digest of what the stream carried (the method of
+          M(ceph_rbd.backup.rbd_extent_verify)). Pass the whole result as that module's O(ceph_rbd.backup.rbd_extent_verify#module:expected)
+          on the destination, which reads RV(images[].extents) back from its snapshot.
+      type: str
+      returned: with O(digest=true), for images a stream was sent for
+    extents:
+      description: With O(digest=true), the extents (offset, length) the stream wrote, merged where adjacent.
+      type: list
+      elements: list
+      returned: with O(digest=true), for images a stream was sent for
     unchanged:
       description:
         - V(true) when nothing was written to the source image since the base (and the destination head
@@ -231,6 +253,7 @@ def main():
             compression_level=dict(type='int', default=1),
             bwlimit=dict(type='str'),
             max_streams=dict(type='int', default=4),
+            digest=dict(type='bool', default=False),
             **REMOTE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
@@ -282,7 +305,7 @@ def main():
                                compression=p['compression'], compression_level=p['compression_level'],
                                bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
                                progress=progress, restore=p['restore'], overwrite=p['overwrite'],
-                               max_streams=p['max_streams'])
+                               max_streams=p['max_streams'], digest=p['digest'])
 
         def work(item):
             return transfer_image(src, dst, item['image'], item.get('dest_image'),

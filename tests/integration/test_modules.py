@@ -136,6 +136,41 @@ def test_corrupted_import_caught_by_data_not_by_extents(bed, pools):
            expect_failed=True)
 
 
+def test_stream_digest_agrees_with_both_reads_and_catches_a_corrupt_copy(bed, pools):
+    """digest=true: the transfer hashes what it sends; that digest equals a read of the source and of the
+    destination (zero runs included), and the destination verify fails on a copy with one byte flipped."""
+    bed.src.create(pools, 'vm', 32 * MiB)
+    bed.src.write(pools, 'vm', 0, mixed_chunk(4 * MiB, seed=21))
+    snap(bed, pools, 'vm', 'backup-a')
+    first = transfer(bed, pools, ['vm'], digest=True)['images'][0]
+    assert first['action'] == 'initial' and len(first['digest']) == 64 and first['extents']
+    for i in range(3):
+        bed.src.write(pools, 'vm', (5 + 6 * i) * MiB, mixed_chunk(3 * MiB, seed=30 + i))
+    snap(bed, pools, 'vm', 'backup-b')
+    sent = transfer(bed, pools, ['vm'], digest=True)['images'][0]
+    assert sent['action'] == 'incremental' and sent['method'] == 'data'
+    item = [dict(image='vm', from_snapshot='backup-a', snapshot='backup-b')]
+    src = verify(bed, 'src', pools, item)['images'][0]
+    assert src['digest'] == sent['digest']           # the stream carried exactly what the source holds
+    dst = verify(bed, 'dst', pools, item, expected=[sent])['images'][0]
+    assert dst['match'] is True and dst['digest'] == sent['digest']
+    assert dst['bytes_read'] == sum(n for _o, n in sent['extents'])
+
+    # A destination copy with one data byte flipped (hand-imported) fails against the stream's digest.
+    bed.dst.create(pools, 'evil', 32 * MiB)
+    full = bed.src.run('export-diff', '--no-progress', '--pool', pools, '--image', 'vm', '--snap', 'backup-a',
+                       '-').stdout
+    bed.dst.run('import-diff', '--no-progress', '--pool', pools, '--image', 'evil', '-', input=full)
+    stream = bed.src.run('export-diff', '--no-progress', '--pool', pools, '--image', 'vm', '--snap', 'backup-b',
+                         '--from-snap', 'backup-a', '-').stdout
+    at = _first_data_byte(stream) + 4321
+    bed.dst.run('import-diff', '--no-progress', '--pool', pools, '--image', 'evil', '-',
+                input=stream[:at] + bytes([stream[at] ^ 0x10]) + stream[at + 1:])
+    evil = dict(sent, image='evil')
+    bad = verify(bed, 'dst', pools, [dict(image='evil', snapshot='backup-b')], expected=[evil], expect_failed=True)
+    assert bad['failed_images'] == ['evil'] and sent['digest'] in bad['msg']
+
+
 def test_data_verify_passes_where_extent_lists_differ(bed, pools):
     """import-diff re-sparsifies zeros: extent lists differ, data is identical."""
     bed.src.create(pools, 'vm', 32 * MiB)

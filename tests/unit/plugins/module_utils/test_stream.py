@@ -464,3 +464,56 @@ def test_relay_bwlimit_slows_down(tmp_path):
                      idle_timeout=10, bwlimit=200000)
     assert stats.complete
     assert time.monotonic() - t0 >= 1.0
+
+
+# -- the data digest of what the stream carries ----------------------------------------------------
+
+def sample_digest_by_extents():
+    """The same bytes digested the way rbd_extent_verify does, from the stream's merged extents."""
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher
+    image = bytearray(1024)
+    image[0:4] = b'abcd'
+    image[100:103] = b'e\x00z'
+    image[205:207] = b'wz'
+    h = DataHasher(1 << 30)
+    for off, length in SAMPLE_EXTENTS:
+        h.begin(off, length)
+        h.update(bytes(image[off:off + length]))
+    return h.hexdigest()
+
+
+def test_stream_digest_equals_the_digest_of_the_extents_read_back():
+    data = sample_stream()
+    want = sample_digest_by_extents()
+    rng = random.Random(4)
+    for _i in range(50):
+        st = DiffStreamStats(digest=True)
+        pos = 0
+        while pos < len(data):
+            n = rng.randint(1, 9)
+            st.feed(memoryview(data)[pos:pos + n])
+            pos += n
+        assert st.error is None and st.data_digest() == want
+
+
+def test_stream_digest_sees_a_flipped_byte_and_is_off_by_default():
+    data = bytearray(sample_stream())
+    data[data.index(b'abcd')] ^= 1
+    st = DiffStreamStats(digest=True)
+    st.feed(bytes(data))
+    assert st.data_digest() != sample_digest_by_extents()
+    plain = DiffStreamStats()
+    plain.feed(sample_stream())
+    assert plain.data_digest() is None
+
+
+def test_stream_digest_of_an_incomplete_stream_is_none():
+    st = DiffStreamStats(digest=True)
+    st.feed(sample_stream()[:-1])
+    assert not st.complete and st.data_digest() is None
+
+
+def test_stream_digest_needs_the_size_record_first():
+    st = DiffStreamStats(digest=True)
+    st.feed(BANNER + rec_write(0, b'ab') + rec_size(10) + END)
+    assert 'before the size record' in st.error

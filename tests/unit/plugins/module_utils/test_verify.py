@@ -145,10 +145,22 @@ def data_digest(size, pieces):
 
 def test_data_hasher_exact_value_and_chunking_independent():
     d, n = data_digest(100, [(0, 4, [b'ab', b'cd']), (10, 2, [b'xy'])])
-    ref = hashlib.sha256(b'ceph_rbd.backup data v1 size=100\n')
-    ref.update(struct.pack('<QQ', 0, 4) + b'abcd' + struct.pack('<QQ', 10, 2) + b'xy')
+    ref = hashlib.sha256(b'ceph_rbd.backup data v2 size=100\n')
+    ref.update(b'abcd' + struct.pack('<QQ', 0, 4) + b'xy' + struct.pack('<QQ', 10, 2))
     assert d == ref.hexdigest() and n == 6
     assert data_digest(100, [(0, 4, [b'a', b'bcd']), (10, 2, [b'x', b'y'])])[0] == d
+
+
+def test_data_hasher_adjacent_extents_hash_like_one_merged_extent():
+    # a stream's records and rbd diff's extents may split the same bytes differently
+    merged = data_digest(100, [(0, 6, [b'abcdef']), (10, 2, [b'xy'])])[0]
+    assert data_digest(100, [(0, 2, [b'ab']), (2, 4, [b'cd', b'ef']), (10, 2, [b'xy'])])[0] == merged
+    assert data_digest(100, [(0, 2, [b'ab']), (3, 3, [b'def']), (10, 2, [b'xy'])])[0] != merged   # a gap
+    # zeros() is the same as zero bytes
+    h = V.DataHasher(100)
+    h.begin(0)
+    h.zeros(5)
+    assert h.hexdigest() == data_digest(100, [(0, 5, [bytes(5)])])[0] and h.bytes == 5
 
 
 def test_data_hasher_detects_changes():
