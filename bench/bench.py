@@ -14,13 +14,15 @@ Cases (``--cases``, run in this order):
         prune step still removes one snapshot per run, as in a steady state) vs the old script's steps (snap
         create; export-diff | ssh import-diff with OpenSSH's default cipher; rbd diff | md5sum on both
         sides) on the same source image (its own snapshots) into an image of another backup pool.
-  p3    after each p1 run: the role's two verify tasks with method data (bench/verify_data.yml, same
-        module calls) on the snapshots that run sent; their wall time (what ``data`` adds: with
-        ``none`` they are skipped) / the transfer seconds the module reported.
-  p4    peak RSS (VmHWM) of the module processes, polled from /proc at 20 Hz: rbd_diff_transfer during
-        the p1 runs, rbd_extent_verify during the p3 runs, and both in role runs on a small change.
+  p3    role runs on SIZE of fresh changes with verify none, data (against the digest the transfer takes
+        of its stream: the role's default) and data with a second read of the source, in rotating
+        order: what a verify variant adds = its median minus verify none's, / the transfer seconds.
+  p4    peak RSS (VmHWM) of the module processes, polled from /proc at 20 Hz: in the p3 role runs
+        (SIZE) and in role runs on a small change (verify data): flat, and under 100 MiB?
   p1z   as p1 with ``rbd_replicate_compression: zstd`` on partly compressible data (per MiB: 512 KiB
-        random, 448 KiB log text, 64 KiB zeros) vs the old script on the same data.
+        random, 448 KiB log text, 64 KiB zeros) vs the old script on the same data, both over an ssh
+        link shaped to --link (default 1gbit: an off-site link; tc htb on lo for the ssh port only;
+        ``--link none``: plain loopback, where bandwidth is free and zstd only costs CPU).
   ovh   the fixed cost of a role run (1 unchanged 1 MiB image), ssh pipelining off vs on.
   ab    ``rbd import-diff -`` (stdin: one write in flight) vs ``rbd import-diff /dev/stdin`` (another
         fd: rbd_concurrent_management_ops writes in flight), same diff, direct local pipe, no ssh.
@@ -345,6 +347,7 @@ class Bench:
             self.pools.remove(name)
 
     def cleanup(self):
+        self.link_down()
         for name in list(self.pools):
             if self.args.keep_pools:
                 log('keeping pool %s (--keep-pools)' % name)
@@ -413,6 +416,7 @@ class Bench:
 
     def preflight(self):
         """Refuse to start on an unhealthy bed: a full OSD blocks every write (the run would hang)."""
+        self.link_down()     # a shaped link left by a killed run
         for c in (self.bed.src, self.bed.dst):
             proc = c.run('health', tool='ceph', check=False, timeout=60)
             text = (proc.stdout + proc.stderr).decode(errors='replace').strip()
@@ -562,6 +566,37 @@ class Bench:
                              initial=dict(role_wall=init_role['wall'], old_wall=wall))
         return self.p1_ready
 
+    # -- a shaped ssh link (p1z) ---------------------------------------
+    def _tc(self, *args, check=True):
+        return subprocess.run(['tc'] + list(args), capture_output=True, text=True, check=check)
+
+    def link_down(self):
+        """Remove our shaping from lo (also a stale one left by a killed run: the htb root handle 1:)."""
+        if shutil.which('tc') and 'htb 1:' in self._tc('qdisc', 'show', 'dev', 'lo', check=False).stdout:
+            self._tc('qdisc', 'del', 'dev', 'lo', 'root', check=False)
+
+    def link_up(self, rate):
+        """Shape the test bed's ssh traffic (port SSH_PORT, both directions) on lo to ``rate``; the clusters'
+        own traffic (other ports) is not shaped."""
+        port = str(self.env.get('SSH_PORT', 2222))
+        self.link_down()
+        self._tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '10')
+        self._tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '100gbit')
+        self._tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', rate, 'ceil', rate)
+        for direction in ('sport', 'dport'):
+            self._tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+                     'match', 'ip', direction, port, '0xffff', 'flowid', '1:20')
+
+    def with_link(self, rate, step):
+        if not rate or rate == 'none':
+            return step()
+        log('shaping the ssh link (port %s on lo) to %s' % (self.env.get('SSH_PORT', 2222), rate))
+        self.link_up(rate)
+        try:
+            return step()
+        finally:
+            self.link_down()
+
     def p1_teardown(self):
         if self.p1_ready:
             self.drop_pool(self.p1_ready['pool'])
@@ -593,32 +628,6 @@ class Bench:
         self.bash('%s snap rm --no-progress %s/vm@%s\n%s %s' % (
             s, pool, prev, ssh, shlex.quote('%s snap rm --no-progress %s/vm@%s' % (d, old_pool, prev))))
         return dict(wall=wall, rc=rc, steps=steps, mismatch='EXTENTS MISMATCH' in err, err=err[-500:] if rc else '')
-
-    def verify_data(self, pool, image, snapshot, base, label):
-        """The role's two verify tasks with method data (bench/verify_data.yml: the same module calls,
-        in a playbook of their own): source digest, then the destination compare."""
-        self._runs += 1
-        out = os.path.join(self.tmp, 'timer-%d.json' % self._runs)
-        env = self.bed.ansible_env()
-        env.update(ANSIBLE_CALLBACK_PLUGINS=str(HERE / 'callback_plugins'), ANSIBLE_CALLBACKS_ENABLED='bench_timer',
-                   BENCH_TIMER_OUT=out, ANSIBLE_REMOTE_TEMP=self.remote_tmp, ANSIBLE_LOCAL_TEMP=self.tmp)
-        evars = dict(bench_pool=pool, bench_images=[dict(image=image, snapshot=snapshot, from_snapshot=base)],
-                     ansible_python_interpreter=self.python)
-        w0 = time.time()
-        t0 = time.monotonic()
-        logf = os.path.join(self.tmp, 'verify-%d.log' % self._runs)
-        with open(logf, 'w') as f:
-            proc = self.run_bounded(['ansible-playbook', '-i', self.bed.inventory, str(HERE / 'verify_data.yml'),
-                                     '-e', json.dumps(evars)], f, env, label)
-        wall = time.monotonic() - t0
-        w1 = time.time()
-        timer = json.load(open(out)) if os.path.exists(out) else {}
-        r = dict(wall=wall, rc=proc.returncode, w0=w0, w1=w1, tasks=timer.get('tasks', []),
-                 procs=attribute(self.watcher.take(w0, w1), timer.get('tasks', [])),
-                 tail=Path(logf).read_text(errors='replace')[-1500:])
-        if proc.returncode:
-            log('verify run %s FAILED: %s' % (label, r['tail']))
-        return r
 
     # -- cases ----------------------------------------------------------
     def case_p1(self, key, kind, compression):
@@ -671,24 +680,6 @@ class Bench:
             log('%s run %d: role %.1fs (its transfer %.1fs), old script %.1fs (its transfer %.1fs): role/old %.2f'
                 % (key, i + 1, rec['role'], rec['role_transfer_s'] or -1, rec['old'],
                    rec['old_steps'].get('transfer', -1), rec['ratio']))
-            if key == 'p1' and ('p3' in self.args.case_list or 'p4' in self.args.case_list) \
-                    and not rec['role_rc'] and rec.get('role_snapshot') and rec.get('role_base'):
-                v = self.verify_data(st['pool'], 'vm', rec['role_snapshot'], rec['role_base'], 'p3#%d' % i)
-                vt = task_table(v)
-                vmods = [im.get('seconds') or 0 for t in v['tasks'] if (t.get('action') or '').endswith(
-                    'rbd_extent_verify') for im in (t.get('images') or [])]
-                rec['p3'] = dict(rc=v['rc'], error=failed_msg(v),
-                                 verify_tasks_wall=sum(t['wall'] for t in vt if t['module'] == 'rbd_extent_verify'),
-                                 verify_module_seconds=sum(vmods), bytes_read=[im.get('bytes_read') for t in v['tasks']
-                                                                              for im in (t.get('images') or [])],
-                                 peak_hwm=peaks_of(v['procs']), child_peak_hwm=child_peaks_of(v['procs']),
-                                 tasks=vt)
-                xs = rec['role_transfer_s']
-                rec['p3']['ratio'] = rec['p3']['verify_tasks_wall'] / xs if xs else None
-                rec['p3']['module_ratio'] = rec['p3']['verify_module_seconds'] / xs if xs else None
-                log('p3 after run %d: verify data %.1fs (modules %.1fs) vs transfer %.1fs: %.0f%%; verify peak %s'
-                    % (i + 1, rec['p3']['verify_tasks_wall'], rec['p3']['verify_module_seconds'], xs or -1,
-                       100 * (rec['p3']['ratio'] or 0), fmt_peaks(rec['p3']['peak_hwm'])))
             runs.append(rec)
         if not runs:
             return
@@ -710,26 +701,65 @@ class Bench:
                    extents_mismatch_old_runs=sum(1 for r in all_runs if r.get('old_extents_mismatch')),
                    role_peak_hwm=max_peaks([r['role_peak_hwm'] for r in all_runs]),
                    profile=median_profile([r['role_tasks'] for r in runs]))
+        if key == 'p1z':
+            res['link'] = self.args.link
         res['ratio_of_medians'] = res['role_median'] / res['old_median']
         res['speedup_of_medians'] = res['old_median'] / res['role_median']
         res['transfer_only_ratio'] = (res['role_transfer_median'] / res['old_transfer_median']
                                       if res['role_transfer_median'] and res['old_transfer_median'] else None)
         self.results[key] = res
-        p3runs = [r['p3'] for r in all_runs if r.get('p3')]
-        if p3runs:
-            good = [x for x in p3runs if not x['rc']] or p3runs
-            self.results['p3'] = dict(
-                size=size, runs=p3runs, failed_runs=sum(1 for x in p3runs if x['rc']),
-                verify_tasks_wall_median=median([x['verify_tasks_wall'] for x in good]),
-                verify_module_seconds_median=median([x['verify_module_seconds'] for x in good]),
-                transfer_seconds_median=res['role_transfer_median'],
-                verify_ratio_median=median([x['ratio'] for x in good]),
-                verify_module_ratio_median=median([x['module_ratio'] for x in good]),
-                extents_verify_tasks_wall_median=res['role_extents_verify_median'],
-                profile=median_profile([x['tasks'] for x in good]))
-            self.p4_large = dict(size=size, transfer=res['role_peak_hwm'],
-                                 verify=max_peaks([x['peak_hwm'] for x in p3runs]),
-                                 children=max_peaks([x['child_peak_hwm'] for x in p3runs]))
+
+    def case_p3(self):
+        """P3: role runs with verify none, data against the stream digest (the role's default) and data
+        against a second read of the source, in rotating order, each on freshly written data of the P1
+        size.  The added time of a verify variant is its role median minus the verify-none median."""
+        size = self.args.size
+        st = self.p1_setup(size)
+        variants = [('none', dict(rbd_replicate_verify='none')),
+                    ('stream', dict(rbd_replicate_verify='data', rbd_replicate_verify_source='stream')),
+                    ('read', dict(rbd_replicate_verify='data', rbd_replicate_verify_source='read'))]
+        runs = []
+        for i in range(self.args.runs):
+            rec = {}
+            k = i % len(variants)
+            for name, extra in variants[k:] + variants[:k]:
+                self.ensure_space(size, 2 * size, 'p3 run %d' % (i + 1))
+                log('p3 run %d/%d (%s): writing %s of fresh data (not timed)' % (i + 1, self.args.runs, name,
+                                                                                 human(size)))
+                write_fresh(self.bed.src, [(st['pool'], 'vm')], size, 'random')
+                r = self.role(st['pool'], dict(extra, rbd_replicate_retention_dest=dict(last=1)),
+                              'p3-%s#%d' % (name, i))
+                xf = transfer_images(r)
+                tt = task_table(r)
+                rec[name] = dict(wall=r['wall'], rc=r['rc'], error=failed_msg(r),
+                                 transfer_s=(xf[0] if xf else {}).get('seconds'),
+                                 verify_wall=sum(t['wall'] for t in tt if t['module'] == 'rbd_extent_verify'),
+                                 peak_hwm=peaks_of(r['procs']), child_peak_hwm=child_peaks_of(r['procs']),
+                                 tasks=tt)
+            log('p3 run %d: role %s' % (i + 1, ', '.join(
+                '%s %.1fs (transfer %.1fs, verify tasks %.1fs)' % (n, rec[n]['wall'], rec[n]['transfer_s'] or -1,
+                                                                   rec[n]['verify_wall'])
+                for n, _e in variants)))
+            runs.append(rec)
+
+        def good(name):
+            return [r[name] for r in runs if not r[name]['rc']] or [r[name] for r in runs]
+        none_wall = median([x['wall'] for x in good('none')])
+        xfer = median([x['transfer_s'] for x in good('none')])
+        res = dict(size=size, runs=runs, failed_runs=sum(1 for r in runs for x in r.values() if x['rc']),
+                   role_none_median=none_wall, transfer_seconds_median=xfer,
+                   profile=median_profile([x['tasks'] for x in good('stream')]))
+        for name in ('stream', 'read'):
+            wall = median([x['wall'] for x in good(name)])
+            res[name] = dict(role_median=wall, added=wall - none_wall,
+                             ratio=(wall - none_wall) / xfer if xfer else None,
+                             transfer_median=median([x['transfer_s'] for x in good(name)]),
+                             verify_tasks_wall_median=median([x['verify_wall'] for x in good(name)]))
+        self.results['p3'] = res
+        allx = [x for r in runs for x in r.values()]
+        self.p4_large = dict(size=size, transfer=max_peaks([x['peak_hwm'] for x in allx]),
+                             verify=max_peaks([x['peak_hwm'] for x in allx]),
+                             children=max_peaks([x['child_peak_hwm'] for x in allx]))
 
     def case_p4_small(self):
         """Role runs (verify data) on a small change: the module peaks to compare with the large runs."""
@@ -755,7 +785,7 @@ class Bench:
                 rbd_diff_transfer=large['transfer'].get('rbd_diff_transfer'),
                 rbd_extent_verify=large['verify'].get('rbd_extent_verify'))
             res['child_peak_hwm'][str(large['size'])] = large['children']
-            res['large_from'] = 'the p1 role runs (rbd_diff_transfer) and the p3 verify runs (rbd_extent_verify)'
+            res['large_from'] = 'the p3 role runs'
         self.results['p4'] = res
 
     def case_p2(self):
@@ -1225,20 +1255,26 @@ def summarize(results, args, extra_notes=()):
             ratio = 'no valid run: the role FAILED'
             target += ' (role failed)'
 
+        if r.get('link') and r['link'] != 'none':
+            label += ', ssh link shaped to %s' % r['link']
         rows.append(('%s, %s changed' % (label, human(r['size'])), len(r['runs']),
                      'role %.1f s (its transfer %.1f s)' % (r['role_median'], r['role_transfer_median'] or 0),
                      'old script %.1f s (its transfer %.1f s)' % (r['old_median'], r['old_transfer_median'] or 0),
                      ratio, target, verdict(ok)))
     r = results.get('p3')
     if r:
-        ok = r['verify_ratio_median'] is not None and r['verify_ratio_median'] <= 0.5
-        rows.append(('P3 verify data, %s changed' % human(r['size']), len(r['runs']),
-                     'the 2 verify tasks %.1f s (in the modules %.1f s)' % (
-                         r['verify_tasks_wall_median'], r['verify_module_seconds_median']),
-                     'transfer %.1f s (seconds the module reports)' % (r['transfer_seconds_median'] or 0),
-                     '%.0f%% (modules only %.0f%%)' % (100 * (r['verify_ratio_median'] or 0),
-                                                      100 * (r['verify_module_ratio_median'] or 0)),
-                     '<= 50%', verdict(ok)))
+        st, rd = r['stream'], r['read']
+        ok = st['ratio'] is not None and st['ratio'] <= 0.5
+        rows.append(('P3 verify data (digest of the stream, the default), %s changed' % human(r['size']), len(r['runs']),
+                     'role %.1f s vs verify none %.1f s: +%.1f s (verify task %.1f s)' % (
+                         st['role_median'], r['role_none_median'], st['added'], st['verify_tasks_wall_median']),
+                     'transfer %.1f s (seconds the module reports, verify none)' % (r['transfer_seconds_median'] or 0),
+                     '+%.0f%%' % (100 * (st['ratio'] or 0)), '<= 50%', verdict(ok)))
+        rows.append(('P3 verify data with a second read of the source (rbd_replicate_verify_source=read)',
+                     len(r['runs']), 'role %.1f s: +%.1f s (verify tasks %.1f s)' % (
+                         rd['role_median'], rd['added'], rd['verify_tasks_wall_median']),
+                     'transfer %.1f s' % (r['transfer_seconds_median'] or 0), '+%.0f%%' % (100 * (rd['ratio'] or 0)),
+                     '(informative)', '-'))
     r = results.get('p4')
     if r:
         sizes = [str(x) for x in r['sizes']]
@@ -1300,7 +1336,7 @@ def summarize(results, args, extra_notes=()):
     r = results.get('p3')
     if r and r.get('failed_runs'):
         notes.append('P3: %d role run(s) FAILED: %s' % (r['failed_runs'], ' | '.join(
-            str(x.get('error'))[:300] for x in r['runs'] if x.get('rc'))))
+            str(x.get('error'))[:300] for run in r['runs'] for x in run.values() if x.get('rc'))))
     if results.get('p2'):
         notes.append('P2: the serial loop is timed on %d of the %d images and scaled by %d/%d.'
                      % (results['p2']['sample'], results['p2']['images'], results['p2']['images'],
@@ -1311,7 +1347,7 @@ def summarize(results, args, extra_notes=()):
 def profile_text(results):
     out = []
     for key, title in (('p1', 'P1 role run'), ('p1z', 'P1 zstd role run'),
-                       ('p3', 'P3: the verify tasks with method data (bench/verify_data.yml)'),
+                       ('p3', 'P3 role run, verify data against the stream digest'),
                        ('ovh', 'Role run on 1 unchanged image (ssh pipelining on)'),
                        ('p2', 'P2 role run (%s images)' % (results.get('p2') or {}).get('images'))):
         r = results.get(key)
@@ -1352,6 +1388,8 @@ def profile_text(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--runs', '-n', type=int, default=None, help='runs per case (default 3)')
+    ap.add_argument('--link', default='1gbit',
+                    help='p1z: shape the ssh link to this tc rate (e.g. 1gbit, 500mbit) or none (plain loopback)')
     ap.add_argument('--quick', action='store_true', help='smaller sizes: 256 MiB, 50 images (sample 5)')
     ap.add_argument('--cases', default='p1,p3,p4,p1z,ovh,ab,p2,prof',
                     help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof (run in this order; p3 and p4 always '
@@ -1428,13 +1466,15 @@ def main():
     steps = []
     if 'p1' in cases or 'p3' in cases:
         steps.append(('p1', lambda: bench.case_p1('p1', 'random', None)))
+    if 'p3' in cases:
+        steps.append(('p3', bench.case_p3))
     if 'p4' in cases:
         steps.append(('p4', bench.case_p4_small))
     if 'p1z' in cases:
         # fresh pools: dropping the p1 pools frees their space at once (removed snapshots are trimmed
         # slowly on the test bed's OSDs), so that p1z can write its 3 x 2 x 2 GiB
         steps.append(('p1 teardown', bench.p1_teardown))
-        steps.append(('p1z', lambda: bench.case_p1('p1z', 'compressible', 'zstd')))
+        steps.append(('p1z', lambda: bench.with_link(args.link, lambda: bench.case_p1('p1z', 'compressible', 'zstd'))))
     steps.append(('p1 teardown', bench.p1_teardown))
     if 'ovh' in cases:
         steps.append(('ovh', bench.case_ovh))
