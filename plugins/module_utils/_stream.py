@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import errno
 import fcntl
+import hashlib
 import os
 import select
 import shlex
@@ -57,14 +58,17 @@ class StreamError(Exception):
 class DiffStreamStats:
     """Counts what an ``rbd diff v1`` stream carries, fed chunk by chunk.
 
-    With ``digest=True`` it also computes the ``data`` digest of what the stream carries (see
-    :class:`_verify.DataHasher`): the destination can then be verified against exactly what the source
-    sent, without reading the source a second time.
+    With ``digest='data'`` it also computes the ``data`` digest of what the stream carries (see
+    :class:`_verify.DataHasher`), with ``digest='extents'`` the ``extents`` digest of its records (the
+    same list as the source's ``rbd diff``: both come from one diff_iterate): the destination can then
+    be verified against exactly what the source sent, without reading the source a second time.
     """
 
-    def __init__(self, digest=False):
-        self.digest = digest
+    def __init__(self, digest=None):
+        self.digest = digest if digest in ('data', 'extents') else None
         self.hasher = None
+        self._ext_hash = hashlib.sha256(b'[') if self.digest == 'extents' else None
+        self._ext_first = True
         self.stream_bytes = 0
         self.data_bytes = 0
         self.zero_bytes = 0
@@ -117,7 +121,12 @@ class DiffStreamStats:
         elif tag in (b'w', b'z'):
             offset, length = struct.unpack('<QQ', buf[1:17])
             self._add_extent(offset, length)
-            if self.digest and self.hasher is None:
+            if self._ext_hash is not None:
+                # incrementally, exactly _verify.extents_digest's canonical JSON of [[offset, length, exists]]
+                self._ext_hash.update(b'%s[%d,%d,%s]' % (b'' if self._ext_first else b',', offset, length,
+                                                         b'true' if tag == b'w' else b'false'))
+                self._ext_first = False
+            if self.digest == 'data' and self.hasher is None:
                 self.error = 'a data record before the size record'
                 return
             if self.hasher is not None:
@@ -133,7 +142,7 @@ class DiffStreamStats:
                     self.hasher.zeros(length)
         elif tag == b's':
             self.size = struct.unpack('<Q', buf[1:9])[0]
-            if self.digest:
+            if self.digest == 'data':
                 self.hasher = DataHasher(self.size)
         elif tag == b'f':
             self.from_snap = buf[5:].decode('utf-8', 'replace')
@@ -177,9 +186,17 @@ class DiffStreamStats:
                 if self.error:
                     return
 
-    def data_digest(self):
-        """The ``data`` digest of what the stream carried (None unless made with ``digest=True``)."""
-        return self.hasher.hexdigest() if self.hasher is not None and self.complete else None
+    def stream_digest(self):
+        """The ``digest`` method's digest of what the complete stream carried, else None."""
+        if not self.complete or self.error:
+            return None
+        if self.hasher is not None:
+            return self.hasher.hexdigest()
+        if self._ext_hash is not None:
+            h = self._ext_hash.copy()
+            h.update(b']')
+            return h.hexdigest()
+        return None
 
     def as_dict(self):
         return dict(stream_bytes=self.stream_bytes, data_bytes=self.data_bytes, zero_bytes=self.zero_bytes,

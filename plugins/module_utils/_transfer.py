@@ -54,9 +54,9 @@ class Side:
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=1,
                  bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
-                 max_streams=4, digest=False):
+                 max_streams=4, digest=None):
         self.prefix = prefix
-        self.digest = digest            # compute the data digest of each stream (see DiffStreamStats)
+        self.digest = digest            # None, 'data' or 'extents': digest each stream (see DiffStreamStats)
         self.streams = threading.BoundedSemaphore(max(1, max_streams))   # data streams at once
         self.restore = restore          # make the destination's head equal the snapshot, whatever it holds
         self.overwrite = overwrite      # with restore: an existing destination image may be changed
@@ -385,11 +385,12 @@ def _finish(result, stats, t0):
     result.update(bytes=stats.stream_bytes, data_bytes=stats.data_bytes, zero_bytes=stats.zero_bytes,
                   seconds=seconds, stream_seconds=stats.seconds,
                   rate=round(stats.stream_bytes / stats.seconds, 1) if stats.seconds else 0.0)
-    if stats.data_digest():
-        # what rbd_extent_verify on the destination compares with (its ``expected``): the digest of the
-        # bytes the source sent, and the extents to read back there
-        result.update(method='data', digest=stats.data_digest(), size=stats.size,
-                      extents=[[o, n] for o, n in stats.extents])
+    if stats.stream_digest():
+        # what rbd_extent_verify on the destination compares with (its ``expected``): the digest of what
+        # the source sent, and (method data) the extents to read back there
+        result.update(method=stats.digest, digest=stats.stream_digest(), size=stats.size)
+        if stats.digest == 'data':
+            result['extents'] = [[o, n] for o, n in stats.extents]
     return result
 
 

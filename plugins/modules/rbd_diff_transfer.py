@@ -113,14 +113,17 @@ options:
     default: 4
   digest:
     description:
-      - Also compute, as the stream passes, the V(data) digest of the bytes it carries (SHA-256, one pass,
-        nothing buffered), and return it with the extents it wrote (RV(images[].digest), RV(images[].extents)).
+      - Also compute, as the stream passes, the digest of what it carries for that method of
+        M(ceph_rbd.backup.rbd_extent_verify) (SHA-256, one pass, nothing buffered): V(data) hashes the bytes
+        and returns the extents written too (RV(images[].extents)); V(extents) hashes the stream's record
+        list, which is the source's C(rbd diff) list.
       - M(ceph_rbd.backup.rbd_extent_verify) on the destination can then check its snapshot against what the
         source sent, so the source need not be read a second time (the role's
         C(rbd_replicate_verify_source=stream)). It proves the destination holds what C(export-diff) read; a
         separate read of the source (C(rbd_replicate_verify_source=read)) also re-reads the source.
-    type: bool
-    default: false
+    type: str
+    choices: [none, data, extents]
+    default: none
   bwlimit:
     description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
     type: str
@@ -191,18 +194,23 @@ images:
     replaced_image:
       description: Where the old destination image was renamed to when it was rebuilt.
       type: str
+    method:
+      description: With O(digest), the verify method of RV(images[].digest).
+      type: str
+      returned: with O(digest) not V(none), for images a stream was sent for
     digest:
       description:
-        - With O(digest=true), the V(data) digest of what the stream carried (the method of
-          M(ceph_rbd.backup.rbd_extent_verify)). Pass the whole result as that module's O(ceph_rbd.backup.rbd_extent_verify#module:expected)
-          on the destination, which reads RV(images[].extents) back from its snapshot.
+        - With O(digest), the digest of what the stream carried, for that method of
+          M(ceph_rbd.backup.rbd_extent_verify). Pass the whole result as that module's
+          O(ceph_rbd.backup.rbd_extent_verify#module:expected) on the destination (with V(data) it reads
+          RV(images[].extents) back from its snapshot).
       type: str
-      returned: with O(digest=true), for images a stream was sent for
+      returned: with O(digest) not V(none), for images a stream was sent for
     extents:
-      description: With O(digest=true), the extents (offset, length) the stream wrote, merged where adjacent.
+      description: With O(digest=data), the extents (offset, length) the stream wrote, merged where adjacent.
       type: list
       elements: list
-      returned: with O(digest=true), for images a stream was sent for
+      returned: with O(digest=data), for images a stream was sent for
     unchanged:
       description:
         - V(true) when nothing was written to the source image since the base (and the destination head
@@ -253,7 +261,7 @@ def main():
             compression_level=dict(type='int', default=1),
             bwlimit=dict(type='str'),
             max_streams=dict(type='int', default=4),
-            digest=dict(type='bool', default=False),
+            digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
             **REMOTE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,

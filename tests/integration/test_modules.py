@@ -142,12 +142,12 @@ def test_stream_digest_agrees_with_both_reads_and_catches_a_corrupt_copy(bed, po
     bed.src.create(pools, 'vm', 32 * MiB)
     bed.src.write(pools, 'vm', 0, mixed_chunk(4 * MiB, seed=21))
     snap(bed, pools, 'vm', 'backup-a')
-    first = transfer(bed, pools, ['vm'], digest=True)['images'][0]
+    first = transfer(bed, pools, ['vm'], digest='data')['images'][0]
     assert first['action'] == 'initial' and len(first['digest']) == 64 and first['extents']
     for i in range(3):
         bed.src.write(pools, 'vm', (5 + 6 * i) * MiB, mixed_chunk(3 * MiB, seed=30 + i))
     snap(bed, pools, 'vm', 'backup-b')
-    sent = transfer(bed, pools, ['vm'], digest=True)['images'][0]
+    sent = transfer(bed, pools, ['vm'], digest='data')['images'][0]
     assert sent['action'] == 'incremental' and sent['method'] == 'data'
     item = [dict(image='vm', from_snapshot='backup-a', snapshot='backup-b')]
     src = verify(bed, 'src', pools, item)['images'][0]
@@ -155,6 +155,13 @@ def test_stream_digest_agrees_with_both_reads_and_catches_a_corrupt_copy(bed, po
     dst = verify(bed, 'dst', pools, item, expected=[sent])['images'][0]
     assert dst['match'] is True and dst['digest'] == sent['digest']
     assert dst['bytes_read'] == sum(n for _o, n in sent['extents'])
+    # digest=extents: the stream's records are the source's rbd diff list
+    bed.src.write(pools, 'vm', 30 * MiB, mixed_chunk(MiB, seed=40))
+    snap(bed, pools, 'vm', 'backup-c')
+    sent_c = transfer(bed, pools, ['vm'], digest='extents')['images'][0]
+    item_c = [dict(image='vm', from_snapshot='backup-b', snapshot='backup-c')]
+    assert sent_c['method'] == 'extents' and 'extents' not in sent_c
+    assert verify(bed, 'src', pools, item_c, method='extents')['images'][0]['digest'] == sent_c['digest']
 
     # A destination copy with one data byte flipped (hand-imported) fails against the stream's digest.
     bed.dst.create(pools, 'evil', 32 * MiB)

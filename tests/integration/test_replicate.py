@@ -146,3 +146,30 @@ def test_unchanged_source_but_grown_destination_is_streamed_not_just_snapshotted
     assert ' unchanged' not in line and ' verified' in line, line
     common = assert_replicated(bed, pools, 'grown')
     assert len(common) == 2 and bed.dst.size(pools, 'grown') == 8 * MiB
+
+
+def _task_status(out, name):
+    """'ok', 'changed', 'skipping' or 'failed' for the first run of the task called ``name``."""
+    lines = out.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith('TASK [') and name in line][0]
+    for line in lines[at + 1:]:
+        for status in ('ok', 'changed', 'skipping', 'failed', 'fatal'):
+            if line.startswith(status + ':'):
+                return status
+    return None
+
+
+def test_verify_variants_through_the_role(bed, pools):
+    """extents and data against the stream's digest (no source task), data with a second source read."""
+    bed.src.create(pools, 'vm', 16 * MiB)
+    runs = [dict(rbd_replicate_verify='extents'), dict(rbd_replicate_verify='data'),
+            dict(rbd_replicate_verify='data', rbd_replicate_verify_source='read')]
+    for n, extra in enumerate(runs):
+        bed.src.write(pools, 'vm', n * 4 * MiB, random_data(2 * MiB, seed=50 + n))
+        out = bed.playbook(extra=role_vars(pools, **extra))
+        line = [x for x in out.splitlines() if '/vm:' in x][0]
+        assert ' verified' in line, (extra, line)
+        source_task = _task_status(out, 'Digest the sent snapshots on the source')
+        assert source_task == ('ok' if extra.get('rbd_replicate_verify_source') == 'read' else 'skipping'), extra
+        assert _task_status(out, 'Compare them on the destination') == 'ok', extra
+    assert len(assert_replicated(bed, pools, 'vm')) >= 2

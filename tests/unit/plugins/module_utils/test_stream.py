@@ -487,33 +487,47 @@ def test_stream_digest_equals_the_digest_of_the_extents_read_back():
     want = sample_digest_by_extents()
     rng = random.Random(4)
     for _i in range(50):
-        st = DiffStreamStats(digest=True)
+        st = DiffStreamStats(digest='data')
         pos = 0
         while pos < len(data):
             n = rng.randint(1, 9)
             st.feed(memoryview(data)[pos:pos + n])
             pos += n
-        assert st.error is None and st.data_digest() == want
+        assert st.error is None and st.stream_digest() == want
 
 
 def test_stream_digest_sees_a_flipped_byte_and_is_off_by_default():
     data = bytearray(sample_stream())
     data[data.index(b'abcd')] ^= 1
-    st = DiffStreamStats(digest=True)
+    st = DiffStreamStats(digest='data')
     st.feed(bytes(data))
-    assert st.data_digest() != sample_digest_by_extents()
+    assert st.stream_digest() != sample_digest_by_extents()
     plain = DiffStreamStats()
     plain.feed(sample_stream())
-    assert plain.data_digest() is None
+    assert plain.stream_digest() is None
 
 
 def test_stream_digest_of_an_incomplete_stream_is_none():
-    st = DiffStreamStats(digest=True)
+    st = DiffStreamStats(digest='data')
     st.feed(sample_stream()[:-1])
-    assert not st.complete and st.data_digest() is None
+    assert not st.complete and st.stream_digest() is None
 
 
 def test_stream_digest_needs_the_size_record_first():
-    st = DiffStreamStats(digest=True)
+    st = DiffStreamStats(digest='data')
     st.feed(BANNER + rec_write(0, b'ab') + rec_size(10) + END)
     assert 'before the size record' in st.error
+
+
+def test_stream_extents_digest_is_the_extents_digest_of_the_records():
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import extents_digest
+    records = [(0, 4, True), (4, 6, False), (100, 3, True), (200, 5, False), (205, 2, True)]
+    st = DiffStreamStats(digest='extents')
+    data = sample_stream()
+    for i in range(0, len(data), 7):
+        st.feed(data[i:i + 7])
+    assert st.stream_digest() == extents_digest(records)
+    assert st.hasher is None          # no data hashing for this method
+    plain = DiffStreamStats(digest='none')
+    plain.feed(data)
+    assert plain.stream_digest() is None
