@@ -103,6 +103,17 @@ class DataHasher:
         return h.hexdigest()
 
 
+# From this share of the image on, one sequential ``rbd export`` (concurrent object reads inside rbd)
+# beats reading the extents in-process one request at a time: 2 GiB fully written took 3.0 s against
+# 4.2 s here. Below it, reading only the extents wins (an incremental night changes a small share).
+DENSE_SHARE = 0.5
+
+
+def dense(extents, size):
+    """Pure: whether the extents cover at least DENSE_SHARE of an image of ``size`` bytes."""
+    return size > 0 and sum(length for _o, length, _x in extents) >= DENSE_SHARE * size
+
+
 def clip(extents, size):
     """Pure: extents cut to the image size (a shrunk image reads nothing past its end)."""
     out = []
@@ -212,7 +223,7 @@ def digest_image(rbd, pool, namespace, image, snapshot, method, from_snapshot=No
     elif method == 'data':
         extents = clip(extents, size)
         hasher = DataHasher(size)
-        if reader is not None:
+        if reader is not None and not dense(extents, size):
             chunks = reader.ranges(pool, namespace, image, snapshot, extents)
         else:
             chunks = export_ranges(_stream_export(rbd, pool, namespace, image, snapshot), extents)

@@ -162,6 +162,24 @@ def test_stream_digest_agrees_with_both_reads_and_catches_a_corrupt_copy(bed, po
     item_c = [dict(image='vm', from_snapshot='backup-b', snapshot='backup-c')]
     assert sent_c['method'] == 'extents' and 'extents' not in sent_c
     assert verify(bed, 'src', pools, item_c, method='extents')['images'][0]['digest'] == sent_c['digest']
+    # a night that rewrote most of the image: both sides read it with one rbd export (dense), same digests
+    bed.src.write(pools, 'vm', 0, mixed_chunk(24 * MiB, seed=41))
+    snap(bed, pools, 'vm', 'backup-d')
+    sent_d = transfer(bed, pools, ['vm'], digest='data')['images'][0]
+    item_d = [dict(image='vm', from_snapshot='backup-c', snapshot='backup-d')]
+    assert sum(n for _o, n in sent_d['extents']) >= 16 * MiB
+    assert verify(bed, 'src', pools, item_d)['images'][0]['digest'] == sent_d['digest']
+    assert verify(bed, 'dst', pools, item_d, expected=[sent_d])['images'][0]['match'] is True
+    bed.dst.create(pools, 'evil2', 32 * MiB)
+    bed.dst.run('import-diff', '--no-progress', '--pool', pools, '--image', 'evil2', '-', input=bed.src.run(
+        'export-diff', '--no-progress', '--pool', pools, '--image', 'vm', '--snap', 'backup-c', '-').stdout)
+    stream = bed.src.run('export-diff', '--no-progress', '--pool', pools, '--image', 'vm', '--snap', 'backup-d',
+                         '--from-snap', 'backup-c', '-').stdout
+    at = _first_data_byte(stream) + 3 * MiB + 17
+    bed.dst.run('import-diff', '--no-progress', '--pool', pools, '--image', 'evil2', '-',
+                input=stream[:at] + bytes([stream[at] ^ 0x04]) + stream[at + 1:])
+    verify(bed, 'dst', pools, [dict(image='evil2', snapshot='backup-d')], expected=[dict(sent_d, image='evil2')],
+           expect_failed=True)
 
     # A destination copy with one data byte flipped (hand-imported) fails against the stream's digest.
     bed.dst.create(pools, 'evil', 32 * MiB)

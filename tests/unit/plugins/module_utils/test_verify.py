@@ -292,3 +292,25 @@ def test_digest_image_export_failure_raises(fake_rbd):
 def test_digest_image_unknown_method(fake_rbd):
     with pytest.raises(ValueError):
         V.digest_image(fake_rbd(b'', []), 'p', None, 'img', 's', 'md5', extents=[])
+
+
+def test_dense_extents_are_read_with_one_export(fake_rbd):
+    assert V.dense([(0, 50, True)], 100) and not V.dense([(0, 49, True)], 100)
+    assert V.dense([(0, 30, True), (60, 20, False)], 100)     # zero extents are read too
+    assert not V.dense([], 0)
+
+    class Refuse:
+        def ranges(self, *a):
+            raise AssertionError('the in-process reader was used for a dense extent list')
+
+    image = bytes(range(256)) * 400
+    diff = [dict(offset=0, length=len(image) - 100, exists='true')]
+    rbd = fake_rbd(image, diff)
+    via_export = V.digest_image(rbd, 'p', None, 'img', 's', 'data', reader=Refuse())
+    sparse = V.digest_image(rbd, 'p', None, 'img', 's', 'data', reader=FakeReader(image),
+                            extents=[[0, 100, True]])
+    assert sparse['bytes_read'] == 100
+    expected = V.DataHasher(len(image))
+    expected.begin(0)
+    expected.update(image[:len(image) - 100])
+    assert via_export['digest'] == expected.hexdigest()
