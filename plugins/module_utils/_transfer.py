@@ -52,7 +52,7 @@ class Side:
 
 
 class TransferOptions:
-    def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=1,
+    def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=3,
                  bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
                  max_streams=4, digest=None):
         self.prefix = prefix

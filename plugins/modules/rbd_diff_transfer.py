@@ -102,9 +102,12 @@ options:
     choices: [none, zstd]
     default: none
   compression_level:
-    description: The zstd level.
+    description:
+      - The zstd level. The default is zstd's own; compression is for links slower than the CPU, where
+        fewer bytes win (measured on partly compressible data - level 1 sends 0.55 of it, level 3 0.51, and
+        zstd -T0 at level 3 still compresses faster than a 1 Gbit/s link carries).
     type: int
-    default: 1
+    default: 3
   max_streams:
     description:
       - How many data streams run at once; O(parallel) images are worked on at once, but only this many
@@ -258,7 +261,7 @@ def main():
             restore=dict(type='bool', default=False),
             overwrite=dict(type='bool', default=False),
             compression=dict(type='str', choices=['none', 'zstd'], default='none'),
-            compression_level=dict(type='int', default=1),
+            compression_level=dict(type='int', default=3),
             bwlimit=dict(type='str'),
             max_streams=dict(type='int', default=4),
             digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
