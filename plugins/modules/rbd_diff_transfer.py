@@ -117,7 +117,7 @@ options:
   digest:
     description:
       - Also compute, as the stream passes, the digest of what it carries for that method of
-        M(ceph_rbd.backup.rbd_extent_verify) (SHA-256, one pass, nothing buffered): V(data) hashes the bytes
+        M(ceph_rbd.backup.rbd_extent_verify) (SHA-256, one pass, nothing buffered). V(data) hashes the bytes
         and returns the extents written too (RV(images[].extents)); V(extents) hashes the stream's record
         list, which is the source's C(rbd diff) list.
       - M(ceph_rbd.backup.rbd_extent_verify) on the destination can then check its snapshot against what the
@@ -217,7 +217,7 @@ images:
     unchanged:
       description:
         - V(true) when nothing was written to the source image since the base (and the destination head
-          is that base, of the same size): the destination snapshot was created without a data stream.
+          is that base, of the same size); the destination snapshot was created without a data stream.
       type: bool
       returned: when that is the case
 failed_images:
