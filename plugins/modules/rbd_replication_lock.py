@@ -77,6 +77,10 @@ holder:
   description: The lock as found before this call (name, cookie, description, expiration), if any.
   returned: always
   type: dict
+pool_exists:
+  description: V(false) when the module failed because the pool does not exist.
+  returned: on failure, when the pool does not exist
+  type: bool
 '''
 
 import json
@@ -92,6 +96,10 @@ LOCK_OBJECT = 'ceph_rbd_backup.lock'
 LOCK_NAME = 'replicate'
 
 
+class PoolMissing(RbdError):
+    """The pool to lock does not exist (the result then says pool_exists: false)."""
+
+
 def holder_of(rados, pool):
     """The current holder of the lock (a dict as `rados lock info` prints it), or None."""
     argv = rados.argv('--pool', pool, '--format', 'json', 'lock', 'info', LOCK_OBJECT, LOCK_NAME)
@@ -99,6 +107,8 @@ def holder_of(rados, pool):
     if rc != 0:
         if 'lock_info(): (2)' in err:      # no lock object yet: nobody holds it
             return None
+        if 'error opening pool' in err and '(2)' in err:
+            raise PoolMissing('pool %s does not exist' % pool, cmd=argv, rc=rc, stderr=err, image='pool ' + pool)
         raise RbdError('rados lock info failed', cmd=argv, rc=rc, stderr=err, image='pool ' + pool)
     lockers = (json.loads(out) if out.strip() else {}).get('lockers') or []
     return lockers[0] if lockers else None
@@ -155,7 +165,8 @@ def main():
                                  holder=now, cookie=cookie)
         module.exit_json(changed=True, cookie=cookie, holder=holder or {})
     except RbdError as e:
-        module.fail_json(**e.as_dict())
+        extra = dict(pool_exists=False) if isinstance(e, PoolMissing) else {}
+        module.fail_json(**dict(e.as_dict(), **extra))
 
 
 if __name__ == '__main__':

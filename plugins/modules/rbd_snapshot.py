@@ -37,11 +37,24 @@ options:
     description: The RBD namespace inside O(pool), if any.
     type: str
   images:
-    description: The images to snapshot.
+    description:
+      - The images to snapshot.
+      - One of O(images) and O(include) is required.
     type: list
     elements: str
-    required: true
     aliases: [image]
+  include:
+    description:
+      - Instead of O(images), snapshot every image of the pool whose name equals or matches (shell-style) one
+        of these patterns, like C(zfs snapshot -r). The module lists the pool first and fails, changing
+        nothing, when the pool does not exist. RV(names) returns what matched.
+    type: list
+    elements: str
+  exclude:
+    description: With O(include), names or patterns to leave out.
+    type: list
+    elements: str
+    default: []
   name:
     description:
       - The snapshot name. Default is O(prefix) plus the current UTC time, computed once for all images.
@@ -63,6 +76,12 @@ EXAMPLES = r'''
   ceph_rbd.backup.rbd_snapshot:
     pool: rbd
     images: [vm-101-disk-0, vm-102-disk-0, vm-103-disk-0]
+
+- name: Snapshot every image of a pool but the scratch ones
+  ceph_rbd.backup.rbd_snapshot:
+    pool: rbd
+    include: ['*']
+    exclude: ['*-scratch']
 
 - name: Remove one named snapshot (only a prefixed one can be removed)
   ceph_rbd.backup.rbd_snapshot:
@@ -121,6 +140,11 @@ images:
       description: Why this image failed.
       type: str
       returned: on failure
+names:
+  description: The images worked on (with O(include), the names that matched), sorted as given or listed.
+  returned: always
+  type: list
+  elements: str
 failed_images:
   description: The images that failed.
   returned: always
@@ -132,7 +156,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, run_images,
+    argument_spec, finish, image_items, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
@@ -144,16 +168,33 @@ def main():
         argument_spec=argument_spec(
             pool=dict(type='str', required=True),
             namespace=dict(type='str'),
-            images=dict(type='list', elements='str', required=True, aliases=['image']),
+            images=dict(type='list', elements='str', aliases=['image']),
+            include=dict(type='list', elements='str'),
+            exclude=dict(type='list', elements='str', default=[]),
             name=dict(type='str'),
             prefix=dict(type='str', default='backup-'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         required_if=[('state', 'absent', ['name'])],
+        required_one_of=[('images', 'include')],
+        mutually_exclusive=[('images', 'include')],
         supports_check_mode=True,
     )
     p = module.params
-    items = image_items(module)
+    rbd = librbd_client(p)
+    if p['include'] is not None:
+        try:
+            if not rbd.pool_exists(p['pool'], p['namespace']):
+                module.fail_json(msg='pool %s does not exist' % (p['pool'] + ('/' + p['namespace'] if p['namespace']
+                                                                              else '')), pool_exists=False)
+            listed = rbd.list_images(p['pool'], p['namespace'])
+        except RbdError as e:
+            module.fail_json(**e.as_dict())
+        items = [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
+        if p['parallel'] < 1:
+            module.fail_json(msg='parallel must be at least 1, got %d' % p['parallel'])
+    else:
+        items = image_items(module)
     name = p['name'] or _snapshots.make_name(p['prefix'])
     problem = _snapshots.validate_snapshot_name(name)
     if problem:
@@ -161,7 +202,6 @@ def main():
     if p['state'] == 'absent' and not name.startswith(p['prefix']):
         module.fail_json(msg='refusing to remove snapshot %s: it does not start with the prefix %r'
                          % (name, p['prefix']))
-    rbd = librbd_client(p)
     before, after = {}, {}
 
     def work(item):
@@ -190,7 +230,8 @@ def main():
         return result
 
     outcomes = run_images(module, items, work)
-    finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name)
+    finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name,
+           names=[i['image'] for i in items])
 
 
 if __name__ == '__main__':

@@ -55,6 +55,34 @@ def test_rbd_snapshot_adhoc_idempotent_check_and_diff(bed, pools):
     assert 'backup-2' in bed.src.snaps(pools, 'img')
 
 
+def test_rbd_snapshot_lists_the_pool_with_include_and_exclude(bed, pools):
+    for name in ('vm-1', 'vm-2', 'vm-2-scratch', 'db'):
+        bed.src.create(pools, name, MiB)
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-a'),
+                       check=True)
+    assert r['names'] == ['vm-1', 'vm-2'] and r['changed']
+    assert bed.src.snaps(pools, 'vm-1') == []                       # check mode changed nothing
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-a'))
+    assert r['names'] == ['vm-1', 'vm-2']
+    assert [bed.src.snaps(pools, n) for n in ('vm-1', 'vm-2', 'vm-2-scratch', 'db')] == [
+        ['backup-a'], ['backup-a'], [], []]
+    # what the transfer is handed: the snapshot list, the previous one, and whether anything changed
+    bed.src.write(pools, 'vm-2', 0, random_data(4096, seed=3))
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-b'))
+    by = dict((i['image'], i) for i in r['images'])
+    assert by['vm-1']['previous'] == 'backup-a' and by['vm-1']['unchanged'] is True
+    assert by['vm-2']['previous'] == 'backup-a' and by['vm-2']['unchanged'] is False
+    assert [s['name'] for s in by['vm-1']['snapshots']] == ['backup-a', 'backup-b']
+    # a missing pool fails before anything is done, and says so
+    r = bed.src_module('rbd_snapshot', dict(pool=pools + '-gone', include=['*']), expect_failed=True)
+    assert r['pool_exists'] is False and 'does not exist' in r['msg']
+    r = bed.src_module('rbd_replication_lock', dict(pool=pools + '-gone'), expect_failed=True)
+    assert r['pool_exists'] is False and 'pool %s-gone does not exist' % pools in r['msg']
+    # images and include together are refused
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['*'], images=['db']), expect_failed=True)
+    assert 'mutually exclusive' in r['msg']
+
+
 def test_base_is_newest_common_after_skipped_days_and_two_runs_a_day(bed, pools):
     bed.src.create(pools, 'vm', 16 * MiB)
     bed.src.write(pools, 'vm', 0, random_data(MiB, seed=1))
