@@ -16,7 +16,6 @@ __metaclass__ = type
 
 import errno
 import fcntl
-import hashlib
 import os
 import select
 import shlex
@@ -26,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher, ExtentsHasher
 
 BANNER_V1 = b'rbd diff v1\n'
 CHUNK = 1 << 20
@@ -67,8 +66,7 @@ class DiffStreamStats:
     def __init__(self, digest=None):
         self.digest = digest if digest in ('data', 'extents') else None
         self.hasher = None
-        self._ext_hash = hashlib.sha256(b'[') if self.digest == 'extents' else None
-        self._ext_first = True
+        self._ext_hash = ExtentsHasher() if self.digest == 'extents' else None
         self.stream_bytes = 0
         self.data_bytes = 0
         self.zero_bytes = 0
@@ -122,10 +120,7 @@ class DiffStreamStats:
             offset, length = struct.unpack('<QQ', buf[1:17])
             self._add_extent(offset, length)
             if self._ext_hash is not None:
-                # incrementally, exactly _verify.extents_digest's canonical JSON of [[offset, length, exists]]
-                self._ext_hash.update(b'%s[%d,%d,%s]' % (b'' if self._ext_first else b',', offset, length,
-                                                         b'true' if tag == b'w' else b'false'))
-                self._ext_first = False
+                self._ext_hash.add(offset, length, tag == b'w')
             if self.digest == 'data' and self.hasher is None:
                 self.error = 'a data record before the size record'
                 return
@@ -193,9 +188,7 @@ class DiffStreamStats:
         if self.hasher is not None:
             return self.hasher.hexdigest()
         if self._ext_hash is not None:
-            h = self._ext_hash.copy()
-            h.update(b']')
-            return h.hexdigest()
+            return self._ext_hash.hexdigest()
         return None
 
     def as_dict(self):

@@ -24,7 +24,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import struct
 import subprocess
 import time
@@ -55,10 +54,32 @@ def normalize_extents(extents):
     return sorted(out)
 
 
+class ExtentsHasher:
+    """Pure: the ``extents`` digest, fed extent by extent in offset order: SHA-256 of the compact JSON
+    ``[[offset,length,exists],...]``.  One definition for a listed extent list (:func:`extents_digest`)
+    and for the records of a stream as they pass (:class:`_stream.DiffStreamStats`)."""
+
+    def __init__(self):
+        self.h = hashlib.sha256(b'[')
+        self.first = True
+
+    def add(self, offset, length, exists):
+        self.h.update(b'%s[%d,%d,%s]' % (b'' if self.first else b',', offset, length,
+                                         b'true' if exists else b'false'))
+        self.first = False
+
+    def hexdigest(self):
+        h = self.h.copy()
+        h.update(b']')
+        return h.hexdigest()
+
+
 def extents_digest(extents):
     """Pure: the digest of an extent list (method ``extents``)."""
-    canon = json.dumps([[o, l, bool(x)] for o, l, x in normalize_extents(extents)], separators=(',', ':'))
-    return hashlib.sha256(canon.encode()).hexdigest()
+    h = ExtentsHasher()
+    for o, l, x in normalize_extents(extents):
+        h.add(o, l, x)
+    return h.hexdigest()
 
 
 class DataHasher:

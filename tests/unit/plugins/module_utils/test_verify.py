@@ -314,3 +314,12 @@ def test_dense_extents_are_read_with_one_export(fake_rbd):
     expected.begin(0)
     expected.update(image[:len(image) - 100])
     assert via_export['digest'] == expected.hexdigest()
+
+
+def test_extents_digest_is_sha256_of_the_compact_json_list():
+    # the definition the old script's hint and the stream both follow (ExtentsHasher builds it incrementally)
+    import json as _json
+    extents = [(8, 2, True), (0, 4, False), (4096, 1 << 33, True)]
+    canon = _json.dumps([[o, l, x] for o, l, x in sorted(extents)], separators=(',', ':'))
+    assert V.extents_digest(extents) == hashlib.sha256(canon.encode()).hexdigest()
+    assert V.extents_digest([]) == hashlib.sha256(b'[]').hexdigest()
