@@ -24,6 +24,27 @@ def verify_item(result):
     return dict(image=result['image'], snapshot=result.get('snapshot'), from_snapshot=base)
 
 
+# Transfer actions after which the destination holds the result's snapshot.
+_LANDED = ('initial', 'incremental', 'rebuild', 'up_to_date')
+_SENT = ('initial', 'incremental', 'rebuild')
+
+
+def images_to_verify(results, method):
+    """The transfer results whose destination snapshot the verify step must check, for ``method``.
+
+    ``full`` proves the whole snapshot, so it checks every image the run brought to its snapshot,
+    whether or not anything was sent: a backup damaged outside the tool (bit rot, a hand edit of a
+    snapshot's objects) is caught on the next night even when the source had no write.  ``data`` and
+    ``extents`` prove what was sent, so they check only the images a stream was sent for.
+    """
+    if method == 'none':
+        return []
+    ok = [r for r in results or [] if not r.get('failed') and r.get('snapshot')]
+    if method == 'full':
+        return [r for r in ok if r.get('action') in _LANDED]
+    return [r for r in ok if r.get('action') in _SENT and not r.get('unchanged')]
+
+
 def transfer_item(result):
     """An rbd_snapshot result -> an images element for rbd_diff_transfer that carries what the source told.
 
@@ -162,5 +183,5 @@ class FilterModule(object):
     def filters(self):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
-                    transfer_item=transfer_item,
+                    transfer_item=transfer_item, images_to_verify=images_to_verify,
                     retention_error=retention_error, scrub_items=scrub_items)

@@ -173,3 +173,34 @@ def test_verify_variants_through_the_role(bed, pools):
         assert source_task == ('ok' if extra.get('rbd_replicate_verify_source') == 'read' else 'skipping'), extra
         assert _task_status(out, 'Compare them on the destination') == 'ok', extra
     assert len(assert_replicated(bed, pools, 'vm')) >= 2
+
+
+def _rot_backup_object(bed, pool, image, offset):
+    """Damage the backup's data the way bit rot or a hand edit would: overwrite 4 KiB of a RADOS object of
+    the image with no snapshot context. No clone is made, so the image's snapshots read the damage too,
+    and no object map changes: `rbd diff --from-snap` stays empty, nothing in rbd can see it."""
+    prefix = bed.dst.rbd_json('info', '--pool', pool, '--image', image)['block_name_prefix']
+    obj = '%s.%016x' % (prefix, offset // (4 * MiB))
+    junk = os.path.join(bed.dir, 'rot-%s' % pool)
+    with open(junk, 'wb') as f:
+        f.write(random_data(4096, seed=99))
+    bed.dst.run('--pool', pool, 'put', obj, junk, '--offset', str(offset % (4 * MiB)), tool='rados')
+
+
+def test_full_verify_catches_damage_to_a_backup_that_had_no_change(bed, pools):
+    bed.src.create(pools, 'vm', 16 * MiB)
+    bed.src.write(pools, 'vm', 0, random_data(6 * MiB, seed=11))
+    bed.playbook(extra=role_vars(pools, rbd_replicate_verify='full'))
+    base = bed.dst.snaps(pools, 'vm')[-1]
+    _rot_backup_object(bed, pools, 'vm', 5 * MiB)
+    assert bed.src.export_sha(pools, 'vm', base) != bed.dst.export_sha(pools, 'vm', base)
+
+    # data proves what was sent; nothing was written on the source, so nothing is sent nor read back
+    out = bed.playbook(extra=role_vars(pools, rbd_replicate_verify='data'))
+    line = [x for x in out.splitlines() if '/vm:' in x][0]
+    assert ' unchanged' in line and 'FAILED' not in line, line
+    # full reads the whole new snapshot on both sides every night, sent or not, and finds the damage
+    out = bed.playbook(extra=role_vars(pools, rbd_replicate_verify='full'), expect_rc=2)
+    line = [x for x in out.splitlines() if '/vm:' in x and 'FAILED' in x][0]
+    assert 'full digest mismatch' in line, line
+    assert '1 image(s) failed: %s/vm' % pools in out, out[-3000:]

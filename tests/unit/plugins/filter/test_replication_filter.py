@@ -2,6 +2,8 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import pytest
+
 from ansible_collections.ceph_rbd.backup.plugins.filter import replication as F
 
 
@@ -142,7 +144,7 @@ def test_replication_report_lines():
 def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
-                      'keep_item', 'retention_error', 'scrub_items', 'transfer_item'}
+                      'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -192,3 +194,30 @@ def test_report_says_unchanged_when_nothing_was_verified_because_nothing_was_sen
     summary = F.replication_summary(steps, 'rbd')
     assert summary[0]['unchanged'] is True
     assert F.replication_report(summary) == ['rbd/a: incremental s1..s2 0 bytes 0.1s unchanged']
+
+
+# -- images_to_verify ----------------------------------------------------------------------------
+_XFER = [
+    dict(image='new', action='initial', base=None, snapshot='s2'),
+    dict(image='changed', action='incremental', base='s1', snapshot='s2'),
+    dict(image='quiet', action='incremental', base='s1', snapshot='s2', unchanged=True),
+    dict(image='again', action='up_to_date', base='s2', snapshot='s2'),
+    dict(image='rebuilt', action='rebuild', base=None, snapshot='s2'),
+    dict(image='broken', failed=True, msg='boom'),
+]
+
+
+@pytest.mark.parametrize('method, expected', [
+    ('full', ['new', 'changed', 'quiet', 'again', 'rebuilt']),   # full means every image's new snapshot
+    ('data', ['new', 'changed', 'rebuilt']),                     # only what a stream carried
+    ('extents', ['new', 'changed', 'rebuilt']),
+    ('none', []),
+])
+def test_images_to_verify(method, expected):
+    assert [r['image'] for r in F.images_to_verify(_XFER, method)] == expected
+
+
+def test_images_to_verify_skips_results_without_a_snapshot():
+    # a check-mode or failed-before-snapshot result has no snapshot to verify
+    assert F.images_to_verify([dict(image='a', action='initial', snapshot=None)], 'full') == []
+    assert F.images_to_verify(None, 'full') == []
