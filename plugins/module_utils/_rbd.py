@@ -299,6 +299,18 @@ class Rbd:
         raise RbdError('rbd image-meta get failed', cmd=argv, rc=rc, stderr=err,
                        image=image_label(pool, image, namespace))
 
+    def watchers(self, pool, image, namespace=None):
+        """The clients that have the image open for writing (``rbd status``): a live writer's watch, or a
+        dead one's until it times out (~30 s).  [] when none, or when the image does not exist."""
+        label = image_label(pool, image, namespace)
+        try:
+            status = self.json('status', *image_args(pool, image, namespace), image=label) or {}
+        except RbdError as e:
+            if e.rc == 2 or 'No such file' in e.stderr:
+                return []
+            raise
+        return list(status.get('watchers') or [])
+
     def meta_list(self, pool, image, namespace=None):
         """All image-meta keys and values of an image."""
         return self.json('image-meta', 'list', *image_args(pool, image, namespace),

@@ -11,10 +11,14 @@ loses data:
   the commit marker: a broken stream leaves no new snapshot, so a retry starts
   from the same base;
 - before importing we set image-meta ``ceph_rbd_backup.importing`` on the
-  destination and clear it after: a destination changed since the base *with*
-  that mark is our own interrupted import (rolled back to the base
-  automatically); *without* it, somebody wrote to the backup (refused unless
-  ``allow_rollback``);
+  destination (which snapshot, which run, from which host, when) and clear it
+  after: a destination changed since the base *with* that mark is an
+  interrupted import of ours (rolled back to the base automatically); *without*
+  it, somebody wrote to the backup (refused unless ``allow_rollback``);
+- a mark left by another run is touched only once that run's import is dead:
+  ``import-diff`` keeps a watch on the image while it writes, which ends with
+  the process (a killed one's within ~30 s), so an image that still has
+  watchers is left alone and reported, whatever the run lock says;
 - a destination that shares no snapshot with the source is never overwritten in
   place (stale blocks would survive): it is rebuilt under a temporary name and
   the old image is renamed aside, not deleted.
@@ -23,6 +27,8 @@ loses data:
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+import socket
 import threading
 import time
 
@@ -54,8 +60,11 @@ class Side:
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=3,
                  bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
-                 max_streams=4, digest=None):
+                 max_streams=4, digest=None, run=None, mark_wait=60.0, mark_quiet=4.0):
         self.prefix = prefix
+        self.run = run                  # this run's id, written into the import marks
+        self.mark_wait = mark_wait      # how long another run's import may still be seen writing
+        self.mark_quiet = mark_quiet    # ... and how long without a watcher makes it dead
         self.digest = digest            # None, 'data' or 'extents': digest each stream (see DiffStreamStats)
         self.streams = threading.BoundedSemaphore(max(1, max_streams))   # data streams at once
         self.restore = restore          # make the destination's head equal the snapshot, whatever it holds
@@ -124,9 +133,56 @@ def _estimate(src, image, snapshot, base):
     return sum(length for _off, length, exists in extents if exists)
 
 
+def mark_value(snapshot, run, host, now):
+    """Pure: the import mark's image-meta value: which snapshot, which run, from which host, when."""
+    return json.dumps(dict(snapshot=snapshot, run=run, host=host, time=int(now)), sort_keys=True)
+
+
+def parse_mark(value):
+    """Pure: an import mark as dict(snapshot, run, host, time), or None; a mark of an older release (the
+    snapshot name alone) has no run."""
+    if value is None:
+        return None
+    try:
+        mark = json.loads(value)
+    except ValueError:
+        mark = None
+    if isinstance(mark, dict) and 'snapshot' in mark:
+        return dict(snapshot=mark.get('snapshot'), run=mark.get('run'), host=mark.get('host'), time=mark.get('time'))
+    return dict(snapshot=value, run=None, host=None, time=None)
+
+
+def claim_mark(dst, dest_image, mark, opts, clock=time.monotonic, sleep=time.sleep):
+    """Return once the import that left ``mark`` is dead; raise RbdError while it is still writing.
+
+    Another run's mark (or one of unknown run) is dead when the image has had no watcher for
+    ``opts.mark_quiet`` seconds; a live ``import-diff`` keeps its watch, a killed one's times out in ~30 s.
+    This holds whatever the run lock says: a run whose lock lapsed while it worked is still alive here.
+    """
+    if mark is None or opts.check_mode or (opts.run is not None and mark['run'] == opts.run):
+        return
+    deadline = clock() + opts.mark_wait
+    quiet_since = None
+    while True:
+        watchers = dst.rbd.watchers(dst.pool, dest_image, dst.namespace)
+        now = clock()
+        quiet_since = None if watchers else (now if quiet_since is None else quiet_since)
+        if quiet_since is not None and now - quiet_since >= opts.mark_quiet:
+            return
+        if now >= deadline:
+            raise RbdError(
+                'an import into this image by run %s (host %s, snapshot %s) is still writing: rbd status '
+                'shows %d watcher(s) after %d s; not touching it. Once that import has ended, the next run '
+                'carries the image on' % (mark['run'] or 'unknown', mark['host'] or 'unknown',
+                                          mark['snapshot'], len(watchers), opts.mark_wait),
+                image=dst.label(dest_image))
+        sleep(1.0)
+
+
 def _import_into(src, image, target, base, dst, dest_image, opts):
     """Mark, stream, unmark, and confirm the end snapshot now exists."""
-    dst.rbd.meta_set(dst.pool, dest_image, META_IMPORTING, target, dst.namespace)
+    dst.rbd.meta_set(dst.pool, dest_image, META_IMPORTING,
+                     mark_value(target, opts.run, socket.gethostname(), time.time()), dst.namespace)
     stats = stream_diff(src, image, target, base, dst, dest_image, opts)
     after = dst.rbd.snapshots(dst.pool, dest_image, dst.namespace)
     if target not in [s['name'] for s in after]:
@@ -216,6 +272,7 @@ def transfer_image(src, dst, image, dest_image=None, target=None, opts=None, hin
     marker = None
     if dst_snaps is not None:
         marker = dst.rbd.meta_get(dst.pool, dest_image, META_IMPORTING, dst.namespace)
+        claim_mark(dst, dest_image, parse_mark(marker), opts)
     plan = snaps_mod.plan_transfer(src_snaps if target_exists else src_snaps + [
         dict(id=float('inf'), name=target)], dst_snaps, opts.prefix, target)
     action, base = plan['action'], plan['base']
@@ -366,8 +423,10 @@ def _rebuild(src, image, target, dst, dest_image, result, opts, t0):
     """Import the whole snapshot under a temporary name, then swap it in; the old image is renamed aside."""
     tmp = snaps_mod.rebuild_name(dest_image)
     if dst.rbd.info(dst.pool, tmp, dst.namespace) is not None:
-        if dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace) is None:
+        mark = parse_mark(dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace))
+        if mark is None:
             raise RbdError('cannot rebuild: %s exists and is not ours' % dst.label(tmp), image=dst.label(dest_image))
+        claim_mark(dst, tmp, mark, opts)
         for s in dst.rbd.snapshots(dst.pool, tmp, dst.namespace):
             dst.rbd.snap_remove(dst.pool, tmp, s['name'], dst.namespace)
         dst.rbd.remove(dst.pool, tmp, dst.namespace)
@@ -395,4 +454,4 @@ def _finish(result, stats, t0):
 
 
 __all__ = ['Side', 'TransferOptions', 'transfer_image', 'source_hints', 'source_unchanged_by_hints',
-           'hints_problem', 'stream_diff', 'StreamError']
+           'hints_problem', 'stream_diff', 'StreamError', 'mark_value', 'parse_mark', 'claim_mark']

@@ -127,6 +127,39 @@ options:
     type: str
     choices: [none, data, extents]
     default: none
+  live_import_wait:
+    description:
+      - An image that carries another run's import mark is touched only once nothing has written to it for a
+        few seconds (no watcher in C(rbd status): a killed C(import-diff)'s watch ends within ~30 s). This is
+        how long to wait for that before the image fails with a message naming that run.
+    type: int
+    default: 60
+  run_lock:
+    description:
+      - This run's lock on the source pool (see M(ceph_rbd.backup.rbd_replication_lock)), renewed every
+        O(run_lock.ttl)/3 seconds while the transfer works and once more at its end, so that a run longer
+        than the lock's ttl keeps it. It is renewed on the source cluster (over ssh in pull mode, with the
+        O(remote_ceph) user, which must be able to write the lock object; a renewal that fails is a warning).
+      - Its O(run_lock.run) goes into the import marks: another run finding such a mark touches the image only
+        once nothing writes to it any more (no watcher in C(rbd status)), whatever the lock says.
+    type: dict
+    suboptions:
+      pool:
+        description: The source pool whose lock the run holds.
+        type: str
+        required: true
+      run:
+        description: The run id (the lock's O(ceph_rbd.backup.rbd_replication_lock#module:cookie)).
+        type: str
+        required: true
+      ttl:
+        description: The lock's expiry after each renewal, in seconds.
+        type: int
+        default: 21600
+      renew:
+        description: Renew the lock; V(false) only writes the run id into the marks.
+        type: bool
+        default: true
   bwlimit:
     description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
     type: str
@@ -229,9 +262,14 @@ bytes:
   description: Total stream bytes over all images.
   returned: always
   type: int
+run_lock:
+  description: With O(run_lock), how often it was renewed (C(renewals)) and the last renewal errors (C(problems)).
+  returned: with O(run_lock), not in check mode
+  type: dict
 '''
 
 import shutil
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.formatters import human_to_bytes
@@ -241,6 +279,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import Keeper, RunLock
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
     Side, TransferOptions, hints_problem, transfer_image,
@@ -265,6 +304,11 @@ def main():
             bwlimit=dict(type='str'),
             max_streams=dict(type='int', default=4),
             digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
+            live_import_wait=dict(type='int', default=60),
+            run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True),
+                                                    run=dict(type='str', required=True),
+                                                    ttl=dict(type='int', default=21600),
+                                                    renew=dict(type='bool', default=True))),
             **REMOTE_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
@@ -316,18 +360,32 @@ def main():
                                compression=p['compression'], compression_level=p['compression_level'],
                                bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
                                progress=progress, restore=p['restore'], overwrite=p['overwrite'],
-                               max_streams=p['max_streams'], digest=p['digest'])
+                               max_streams=p['max_streams'], digest=p['digest'],
+                               run=(p['run_lock'] or {}).get('run'), mark_wait=p['live_import_wait'])
 
         def work(item):
             return transfer_image(src, dst, item['image'], item.get('dest_image'),
                                   item.get('snapshot') or p['snapshot'], opts, hints=item)
 
-        outcomes = run_images(module, items, work)
+        extra = {}
+        if p['run_lock'] and p['run_lock']['renew'] and not module.check_mode:
+            lock = p['run_lock']
+            keeper = Keeper(RunLock(src.rbd, lock['pool']), lock['run'], lock['ttl'],
+                            'ceph_rbd.backup run %s, transfer on %s' % (lock['run'], socket.gethostname()))
+            with keeper:
+                outcomes = run_images(module, items, work)
+            extra['run_lock'] = keeper.report()
+            if keeper.problems:
+                module.warn('the run lock on pool %s could not be renewed %d time(s): %s. Another run may take '
+                            'it once it expires; images being imported stay protected by their marks'
+                            % (lock['pool'], len(keeper.problems), keeper.problems[-1]))
+        else:
+            outcomes = run_images(module, items, work)
     results = [r for _i, r, e in outcomes if e is None]
     before = dict((r['dest_image'], r['base'] if r.get('action') != 'initial' else None) for r in results)
     after = dict((r['dest_image'], r['snapshot']) for r in results)
     finish(module, outcomes, 'rbd_diff_transfer', diff=dict(before=before, after=after),
-           bytes=sum(r.get('bytes') or 0 for r in results))
+           bytes=sum(r.get('bytes') or 0 for r in results), **extra)
 
 
 if __name__ == '__main__':

@@ -11,11 +11,16 @@ module: rbd_replication_lock
 short_description: Take or release the per-pool lock that keeps two replication runs apart
 version_added: 1.0.0
 description:
-  - Takes an exclusive RADOS advisory lock, with an expiry, on the object C(ceph_rbd_backup.lock) in the
-    source pool, so that a second replication run against the same pool refuses at once instead of
-    racing the first. The lock lives in the cluster, so it also separates runs started from different
-    controllers.
-  - A lock left by a killed run expires after O(ttl) seconds; O(break_lock=true) breaks it at once.
+  - Takes a shared RADOS advisory lock tagged with the run id (O(cookie)), with an expiry, on the object
+    C(ceph_rbd_backup.lock) in the source pool, so that a second replication run against the same pool
+    refuses at once instead of racing the first. The lock lives in the cluster, so it also separates runs
+    started from different controllers.
+  - Taking the lock again with the same run id renews it (any host, any process of the run can); a run
+    with another id is refused while the lock has not expired. M(ceph_rbd.backup.rbd_diff_transfer) renews
+    it while it works when given O(ceph_rbd.backup.rbd_diff_transfer#module:run_lock), so a run may last
+    longer than O(ttl).
+  - A lock left by a killed run expires O(ttl) seconds after its last renewal; O(break_lock=true) breaks
+    it at once.
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -38,10 +43,13 @@ options:
     choices: [locked, unlocked]
     default: locked
   cookie:
-    description: Identifies this run's lock; required with O(state=unlocked).
+    description:
+      - The run id (the lock's tag); required with O(state=unlocked). Every host and step of one run must
+        use the same id.
     type: str
+    aliases: [run]
   ttl:
-    description: Seconds after which the lock expires on its own (a killed run's lock).
+    description: Seconds after the last renewal after which the lock expires on its own (a killed run's lock).
     type: int
     default: 21600
   break_lock:
@@ -74,7 +82,9 @@ cookie:
   returned: always
   type: str
 holder:
-  description: The lock as found before this call (name, cookie, description, expiration), if any.
+  description:
+    - The lock as found before this call, if held - C(run) (its run id), C(type), C(name), C(cookie),
+      C(description) and C(expiration) of its newest entry, C(entries).
   returned: always
   type: dict
 pool_exists:
@@ -83,7 +93,6 @@ pool_exists:
   type: bool
 '''
 
-import json
 import os
 import socket
 import uuid
@@ -91,27 +100,19 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC, Rbd, RbdError
-
-LOCK_OBJECT = 'ceph_rbd_backup.lock'
-LOCK_NAME = 'replicate'
-
-
-class PoolMissing(RbdError):
-    """The pool to lock does not exist (the result then says pool_exists: false)."""
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import (
+    BREAK, JOIN, REFUSE, PoolMissing, RunLock, decide, describe, run_of,
+)
 
 
-def holder_of(rados, pool):
-    """The current holder of the lock (a dict as `rados lock info` prints it), or None."""
-    argv = rados.argv('--pool', pool, '--format', 'json', 'lock', 'info', LOCK_OBJECT, LOCK_NAME)
-    rc, out, err = rados.runner(argv, rados.timeout)
-    if rc != 0:
-        if 'lock_info(): (2)' in err:      # no lock object yet: nobody holds it
-            return None
-        if 'error opening pool' in err and '(2)' in err:
-            raise PoolMissing('pool %s does not exist' % pool, cmd=argv, rc=rc, stderr=err, image='pool ' + pool)
-        raise RbdError('rados lock info failed', cmd=argv, rc=rc, stderr=err, image='pool ' + pool)
-    lockers = (json.loads(out) if out.strip() else {}).get('lockers') or []
-    return lockers[0] if lockers else None
+def holder_dict(info):
+    """The holder as returned to the caller: run id, lock type, and its newest entry."""
+    if info is None:
+        return {}
+    last = max(info['lockers'], key=lambda locker: locker.get('expiration') or '')
+    return dict(run=run_of(info), type=info['type'], name=last.get('name'), cookie=last.get('cookie'),
+                description=last.get('description'), expiration=last.get('expiration'),
+                entries=len(info['lockers']))
 
 
 def main():
@@ -119,7 +120,7 @@ def main():
     spec.update(
         pool=dict(type='str', required=True),
         state=dict(type='str', choices=['locked', 'unlocked'], default='locked'),
-        cookie=dict(type='str'),
+        cookie=dict(type='str', aliases=['run']),
         ttl=dict(type='int', default=21600),
         break_lock=dict(type='bool', default=False),
         description=dict(type='str', default=''),
@@ -129,41 +130,35 @@ def main():
     p = module.params
     if p['ttl'] < 1:
         module.fail_json(msg='ttl must be at least 1 second, got %d' % p['ttl'])
-    rados = Rbd.from_params(p)
-    rados.binary = 'rados'
-    cookie = p['cookie'] or uuid.uuid4().hex
+    run = p['cookie'] or uuid.uuid4().hex
+    lock = RunLock(Rbd.from_params(p), p['pool'])
     try:
-        holder = holder_of(rados, p['pool'])
+        info = lock.info()
+        holder = holder_dict(info)
         if p['state'] == 'unlocked':
-            mine = holder is not None and holder.get('cookie') == cookie
+            mine = run_of(info) == run and info['type'] == 'shared'
             if mine and not module.check_mode:
-                rados.run('--pool', p['pool'], 'lock', 'break', LOCK_OBJECT, LOCK_NAME, holder['name'],
-                          '--lock-cookie', cookie)
-            module.exit_json(changed=mine, cookie=cookie, holder=holder or {})
-        if holder is not None and holder.get('cookie') != cookie:
-            if not p['break_lock']:
-                module.fail_json(
-                    msg='another replication run holds the lock on pool %s (%s, expires %s); it refuses to run '
-                        'concurrently. If that run is dead, wait for the expiry or rerun with break_lock=true '
-                        '(role: rbd_replicate_break_lock: true)' % (
-                            p['pool'], holder.get('description') or holder.get('name'), holder.get('expiration')),
-                    holder=holder, cookie=cookie)
-            if not module.check_mode:
-                rados.run('--pool', p['pool'], 'lock', 'break', LOCK_OBJECT, LOCK_NAME, holder['name'],
-                          '--lock-cookie', holder.get('cookie', ''))
-        if holder is not None and holder.get('cookie') == cookie:
-            module.exit_json(changed=False, cookie=cookie, holder=holder)
+                lock.break_all(info, only_run=run)
+            module.exit_json(changed=mine, cookie=run, holder=holder)
+        verdict = decide(info, run, p['break_lock'])
+        if verdict == REFUSE:
+            module.fail_json(
+                msg='another replication run holds the lock on pool %s: %s; it refuses to run concurrently. '
+                    'If that run is dead, wait for the expiry or rerun with break_lock=true '
+                    '(role: rbd_replicate_break_lock: true)' % (p['pool'], describe(info)),
+                holder=holder, cookie=run)
         if not module.check_mode:
+            if verdict == BREAK:
+                lock.break_all(info)
             desc = p['description'] or 'ceph_rbd.backup on %s pid %d' % (socket.gethostname(), os.getpid())
-            rc, _out, err = rados.runner(rados.argv('--pool', p['pool'], 'lock', 'get', LOCK_OBJECT, LOCK_NAME,
-                                                    '--lock-cookie', cookie, '--lock-duration', str(p['ttl']),
-                                                    '--lock-description', desc), rados.timeout)
-            if rc != 0:
-                now = holder_of(rados, p['pool']) or {}
-                module.fail_json(msg='could not take the replication lock on pool %s: %s (held by %s, expires %s)'
-                                 % (p['pool'], err.strip(), now.get('description'), now.get('expiration')),
-                                 holder=now, cookie=cookie)
-        module.exit_json(changed=True, cookie=cookie, holder=holder or {})
+            try:
+                lock.join(run, p['ttl'], desc)
+            except RbdError as e:
+                now = lock.info()
+                module.fail_json(msg='could not take the replication lock on pool %s: %s (held by %s)'
+                                 % (p['pool'], e.stderr or e, describe(now)), holder=holder_dict(now), cookie=run)
+        # joining a lock this run holds renews it: not a change of who holds it
+        module.exit_json(changed=verdict != JOIN, cookie=run, holder=holder)
     except RbdError as e:
         extra = dict(pool_exists=False) if isinstance(e, PoolMissing) else {}
         module.fail_json(**dict(e.as_dict(), **extra))

@@ -3,6 +3,7 @@
 "Nothing lost": for every snapshot on both sides, rbd export | sha256sum is equal, and the source is untouched.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ def test_interrupted_transfer_leaves_no_snapshot_and_next_run_recovers(bed, pool
     args.update(bed.pull_args())
     for k, v in bed.dst.ceph_args().items():
         args.setdefault(k, v)
-    import json
+
     proc = subprocess.Popen(['ansible', 'backup', '-i', bed.inventory, '-m', 'ceph_rbd.backup.rbd_diff_transfer',
                              '-a', json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=bed.ansible_env(), text=True)
@@ -54,8 +55,10 @@ def test_interrupted_transfer_leaves_no_snapshot_and_next_run_recovers(bed, pool
     assert proc.returncode != 0, out
     assert 'rbd import-diff failed' in out and 'vm' in out, out
     assert bed.dst.snaps(pools, 'vm') == ['backup-a']                 # no new snapshot
-    assert bed.dst.meta(pools, 'vm').get('ceph_rbd_backup.importing') == 'backup-b'
+    mark = json.loads(bed.dst.meta(pools, 'vm').get('ceph_rbd_backup.importing'))
+    assert mark['snapshot'] == 'backup-b' and mark['run'] is None        # an ad hoc transfer has no run id
 
+    # the killed import's watch lingers for up to ~30 s: the next transfer waits for it to end, then recovers
     r = transfer(bed, pools, ['vm'])['images'][0]
     assert r['action'] == 'incremental' and r['base'] == 'backup-a' and r['recovered'] is True
     assert bed.dst.meta(pools, 'vm').get('ceph_rbd_backup.importing') is None

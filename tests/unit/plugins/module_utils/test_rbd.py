@@ -298,3 +298,12 @@ def test_run_bounded_kills_whole_group_holding_pipes():
     rc, _out, _err = R.run_bounded(['sh', '-c', 'sleep 30 & sleep 30'], 1)
     assert rc == -9
     assert time.monotonic() - t0 < 15   # killed, not the 30 s sleep (margin for a loaded machine)
+
+
+def test_watchers_from_rbd_status():
+    fr = FakeRunner({'watchers': [{'address': '127.0.0.1:0/1', 'client': 4278, 'cookie': 1}]}, (2, '', 'No such file'))
+    rbd = Rbd(runner=fr)
+    assert rbd.watchers('p', HOSTILE_IMAGE) == [{'address': '127.0.0.1:0/1', 'client': 4278, 'cookie': 1}]
+    argv = fr.calls[0]['argv']
+    assert argv[argv.index('--image') + 1] == HOSTILE_IMAGE and 'status' in argv
+    assert rbd.watchers('p', 'gone') == []

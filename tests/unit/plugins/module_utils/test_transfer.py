@@ -184,3 +184,60 @@ def test_source_hints_compares_with_the_previous_prefixed_snapshot():
     assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-1')['unchanged'] is None
     h = T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-3')
     assert h['unchanged'] is None and h['previous'] == 'backup-2'
+
+
+# -- import marks: whose, and whether that import is still alive ----------------------------------------------
+def test_mark_round_trip_and_old_marks():
+    v = T.mark_value('backup-2', 'run1', 'host-a', 1700000000)
+    assert T.parse_mark(v) == dict(snapshot='backup-2', run='run1', host='host-a', time=1700000000)
+    # a mark of an older release is the snapshot name alone: no run
+    assert T.parse_mark('backup-2') == dict(snapshot='backup-2', run=None, host=None, time=None)
+    assert T.parse_mark(None) is None
+
+
+class Watched:
+    """A destination whose image has watchers for the first ``busy`` seconds of a fake clock."""
+
+    def __init__(self, busy):
+        self.busy = busy
+        self.now = 0.0
+        self.polls = 0
+
+    def watchers(self, pool, image, namespace=None):
+        self.polls += 1
+        return [dict(client=1)] if self.now < self.busy else []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def claim(busy, mark_run, run='me', check_mode=False):
+    w = Watched(busy)
+    opts = T.TransferOptions(run=run, mark_wait=60, mark_quiet=4, check_mode=check_mode)
+    mark = T.parse_mark(T.mark_value('backup-2', mark_run, 'h', 0))
+    T.claim_mark(T.Side(w, 'rbd'), 'a', mark, opts, clock=w.clock, sleep=w.sleep)
+    return w
+
+
+@pytest.mark.parametrize('busy', [0, 30])
+def test_a_dead_runs_mark_is_claimed_once_its_watch_is_gone(busy):
+    # a killed import-diff's watch lingers ~30 s: wait it out, then the quiet period
+    w = claim(busy, 'other')
+    assert busy + 4 <= w.now < busy + 6
+
+
+def test_a_live_import_of_another_run_is_never_touched():
+    with pytest.raises(T.RbdError) as e:
+        claim(busy=10 ** 6, mark_run='other')
+    assert 'run other' in str(e.value) and 'still writing' in str(e.value) and 'not touching it' in str(e.value)
+
+
+def test_own_marks_and_check_mode_need_no_claim():
+    assert claim(busy=10 ** 6, mark_run='me').polls == 0
+    assert claim(busy=10 ** 6, mark_run='other', check_mode=True).polls == 0
+    # a mark without a run (older release, or ad hoc use) is claimed like another run's
+    with pytest.raises(T.RbdError):
+        claim(busy=10 ** 6, mark_run=None, run=None)
