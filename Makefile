@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export RBD_TESTBED_DIR ?= /tmp/rbd-testbed
 TESTBED := tests/testbed/testbed.sh
 
-.PHONY: deps test unit integration demo bench lint testbed-up testbed-down clean
+.PHONY: deps test unit integration demo bench soak lint testbed-up testbed-down clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -38,6 +38,12 @@ demo: testbed-up
 
 bench: testbed-up
 	python bench/bench.py
+
+# N simulated nights with seeded faults, checked after each night (tests/soak/README.md).
+# SOAK_NIGHTS=5 is the CI variant; SOAK_SEED picks the sequence. Result: .build/soak/last.json
+SOAK_NIGHTS ?= 30
+soak: testbed-up
+	SOAK_NIGHTS=$(SOAK_NIGHTS) python tests/soak/soak.py
 
 lint: deps
 	bash scripts/lint.sh
