@@ -17,7 +17,9 @@ Methods:
 - ``full``: SHA-256 of the whole snapshot (``rbd export img@B -``) and its size.
 
 Data is read with python3-rbd when it can be imported (Debian's package, for
-``/usr/bin/python3``), else by streaming ``rbd export`` and hashing the ranges.
+``/usr/bin/python3``) - in a child process (:class:`WorkerReader`), so that a librbd crash or hang costs
+one image a second read with ``rbd export`` (reported in its ``fallback``) instead of the run - else by
+streaming ``rbd export`` and hashing the ranges.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,18 +28,22 @@ __metaclass__ = type
 import hashlib
 import struct
 import subprocess
+import threading
 import time
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _worker
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     RbdError, image_args, image_label,
 )
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._worker import WorkerFailed
 
 METHODS = ('data', 'extents', 'full')
 READ_CHUNK = 4 << 20
 
 try:
-    import rbd as librbd  # pylint: disable=import-error
-    HAS_LIBRBD = True
+    from importlib.util import find_spec
+    # only whether the child can import them: this process never loads librados
+    HAS_LIBRBD = find_spec('rbd') is not None and find_spec('rados') is not None
 except ImportError:
     HAS_LIBRBD = False
 
@@ -145,40 +151,72 @@ def clip(extents, size):
     return out
 
 
-class LibrbdReader:
-    """Reads snapshots in-process through python3-rbd, on the shared connection of a LibRbd client.
+class WorkerReader:
+    """Reads snapshots through python3-rbd in a child process (:class:`_worker.Worker`).
 
-    Synchronous reads on purpose: with ``aio_read`` the image could be closed while librbd was still
-    finishing a completion whose callback had already signalled, which aborted or crashed the process
-    (std::system_error, mutex assertions, segfaults: 3 runs of 8 here, and most 200-image benchmark runs).
+    python3-rbd 16.2 crashed or hung the process that read in it (see :mod:`_worker`); now only the child
+    can.  ``ranges()`` raises :class:`_worker.WorkerFailed` when the child dies, stalls for ``stall`` s
+    (STALL, at most ``timeout``),
+    runs past the image's deadline (``timeout`` plus one second per MIN_RATE bytes) or reports an error;
+    :func:`digest_image` then reads that image again with ``rbd export``.  A killed child is replaced for
+    the next image; after ``max_failures`` killed children the reader is off for the rest of the run.
+    One image at a time (a lock): callers may be threads.
     """
 
-    def __init__(self, cluster, timeout=300):
-        self.cluster = cluster
+    MIN_RATE = 8 << 20
+    STALL = 60
+
+    def __init__(self, conn, timeout=300, stall=None, max_failures=3, argv=None, env=None):
+        self.conn = dict(conn, timeout=timeout)
         self.timeout = timeout
+        self.stall = stall if stall is not None else min(self.STALL, timeout)
+        self.max_failures = max_failures
+        self.argv, self.env = argv, env
+        self.failures = []              # what happened to each killed child
+        self.worker = None
+        self.lock = threading.Lock()
 
     def ranges(self, pool, namespace, image, snap, extents):
         """Yield (offset, length, data-chunk) for every extent, in order."""
-        ioctx = self.cluster.open_ioctx(pool)
-        try:
-            if namespace:
-                ioctx.set_namespace(namespace)
-            img = librbd.Image(ioctx, image, snapshot=snap, read_only=True)
+        pieces, spans = [], []
+        for off, length, _x in extents:
+            pos, end = off, off + length
+            while pos < end:
+                n = min(READ_CHUNK, end - pos)
+                pieces.append((pos, n))
+                spans.append((off, length))
+                pos += n
+        if not pieces:
+            return
+        deadline = time.monotonic() + self.timeout + sum(n for _p, n in pieces) / self.MIN_RATE
+        with self.lock:
+            if len(self.failures) >= self.max_failures:
+                raise WorkerFailed('librbd reader off after %d failures (last: %s)'
+                                   % (len(self.failures), self.failures[-1]), fatal=False)
+            done = False
             try:
-                for off, length, _x in extents:
-                    pos, end = off, off + length
-                    while pos < end:
-                        n = min(READ_CHUNK, end - pos)
-                        data = img.read(pos, n)
-                        if len(data) != n:
-                            raise RbdError('short read of %d bytes at %d (got %d)' % (n, pos, len(data)),
-                                           image=image_label(pool, image, namespace, snap))
-                        yield off, length, data
-                        pos += n
+                if self.worker is None:
+                    self.worker = _worker.Worker(self.conn, self.stall, argv=self.argv, env=self.env)
+                # (not zip(): the read must also take the child's end-of-image frame)
+                for i, data in enumerate(self.worker.read(pool, namespace, image, snap, pieces, deadline)):
+                    yield spans[i][0], spans[i][1], data
+                done = True
+            except WorkerFailed as e:
+                if e.fatal:
+                    self.failures.append(str(e))
+                else:
+                    done = True                     # it reported an error for this image and serves on
+                raise
             finally:
-                img.close()
-        finally:
-            ioctx.close()
+                if not done and self.worker is not None:   # dead, or left in the middle of an image
+                    self.worker.kill()
+                    self.worker = None
+
+    def close(self):
+        with self.lock:
+            if self.worker is not None:
+                self.worker.close()
+                self.worker = None
 
 
 def _export_argv(rbd, pool, namespace, image, snap):
@@ -225,6 +263,18 @@ def export_ranges(chunks, extents):
         pos = cend
 
 
+def _hash_ranges(size, chunks):
+    """The ``data`` digest and the bytes hashed, from (offset, length, data-chunk) in offset order."""
+    hasher = DataHasher(size)
+    current = None
+    for off, length, data in chunks:
+        if current != (off, length):
+            hasher.begin(off, length)
+            current = (off, length)
+        hasher.update(data)
+    return hasher.hexdigest(), hasher.bytes
+
+
 def digest_image(rbd, pool, namespace, image, snapshot, method, from_snapshot=None, extents=None, reader=None):
     """Compute one image's digest; returns a result dict."""
     t0 = time.monotonic()
@@ -243,19 +293,16 @@ def digest_image(rbd, pool, namespace, image, snapshot, method, from_snapshot=No
         result['bytes_read'] = 0
     elif method == 'data':
         extents = clip(extents, size)
-        hasher = DataHasher(size)
         if reader is not None and not dense(extents, size):
-            chunks = reader.ranges(pool, namespace, image, snapshot, extents)
-        else:
-            chunks = export_ranges(_stream_export(rbd, pool, namespace, image, snapshot), extents)
-        current = None
-        for off, length, data in chunks:
-            if current != (off, length):
-                hasher.begin(off, length)
-                current = (off, length)
-            hasher.update(data)
-        result['digest'] = hasher.hexdigest()
-        result['bytes_read'] = hasher.bytes
+            try:
+                result['digest'], result['bytes_read'] = _hash_ranges(
+                    size, reader.ranges(pool, namespace, image, snapshot, extents))
+            except WorkerFailed as e:
+                # whatever happened to the librbd reader costs this image a second read, not the run
+                result['fallback'] = '%s; read again with rbd export' % e
+        if 'digest' not in result:
+            result['digest'], result['bytes_read'] = _hash_ranges(
+                size, export_ranges(_stream_export(rbd, pool, namespace, image, snapshot), extents))
     elif method == 'full':
         h = hashlib.sha256(b'ceph_rbd.backup full v1 size=%d\n' % size)
         n = 0

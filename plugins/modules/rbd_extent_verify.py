@@ -25,7 +25,8 @@ extends_documentation_fragment:
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
 requirements:
-  - python3-rbd and python3-rados for fast reads with V(data) (without them it streams C(rbd export)).
+  - python3-rbd and python3-rados for fast reads with V(data) (without them it streams C(rbd export)). They
+    read in a child process; if it crashes or stalls, the image is read again with C(rbd export).
 attributes:
   check_mode:
     support: full
@@ -109,6 +110,13 @@ images:
     bytes_read:
       description: Bytes read and hashed.
       type: int
+    fallback:
+      description:
+        - Present when the python3-rbd reader (a child process) died, stalled or failed on this image, and
+          the image was read again with C(rbd export); says what happened. The digest is unaffected.
+      type: str
+      sample: "librbd reader died with SIGABRT: terminate called after throwing an instance of
+        'std::system_error' / what():  Invalid argument; read again with rbd export"
     seconds:
       description: Time taken.
       type: float
@@ -125,8 +133,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import HAS_LIBRBD, LibRbd
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import LibRbd
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
 
 
@@ -148,17 +155,14 @@ def main():
     expected = None
     if p['expected'] is not None:
         expected = dict((e.get('image'), e) for e in p['expected'] if not e.get('failed'))
-    # Queries (info, diff) through the rbd CLI; only the data reads in-process, on a connection of their
-    # own that is shut down before the module exits. With queries, reads and shutdown all on one shared
-    # in-process connection, python3-rbd 16.2 aborted the module now and then (std::system_error).
+    # Queries (info, diff) through the rbd CLI. The data reads through python3-rbd, which crashed or hung
+    # the process that used it, happen in a child process: if it dies or stalls, that image is read again
+    # with rbd export and its result says so (fallback). This process never loads librados.
     rbd = Rbd.from_params(p)
-    conn = reader = None
-    if p['method'] == 'data' and HAS_LIBRBD:
-        conn = LibRbd.from_params(p)
-        try:
-            reader = _verify.LibrbdReader(conn.cluster, p['timeout'])
-        except RbdError as e:
-            module.fail_json(**e.as_dict())
+    reader = None
+    if p['method'] == 'data' and _verify.HAS_LIBRBD:
+        # (the connection options as the clients read them from the module's options)
+        reader = _verify.WorkerReader(LibRbd.from_params(p).conn, timeout=p['timeout'])
 
     def work(item):
         image = item['image']
@@ -189,11 +193,15 @@ def main():
         return result
 
     try:
-        # one image at a time in-process: snapshot reads in threads crashed python3-rbd 16.2 here
-        outcomes = run_all(items, work, 1) if reader is not None else run_images(module, items, work)
+        # queries in parallel; the reader takes one image at a time
+        outcomes = run_images(module, items, work)
     finally:
-        if conn is not None:
-            conn.close()
+        if reader is not None:
+            reader.close()
+    for _item, result, _error in outcomes:
+        if result and result.get('fallback'):
+            label = image_label(p['pool'], result['image'], p['namespace'], result['snapshot'])
+            module.warn('image %s: %s' % (label, result['fallback']))
     finish(module, outcomes, 'rbd_extent_verify')
 
 

@@ -316,6 +316,42 @@ def test_dense_extents_are_read_with_one_export(fake_rbd):
     assert via_export['digest'] == expected.hexdigest()
 
 
+class DyingReader(FakeReader):
+    """Yields some chunks, then fails like a killed reader child."""
+
+    def __init__(self, image, after, exc):
+        FakeReader.__init__(self, image)
+        self.after, self.exc = after, exc
+
+    def ranges(self, pool, namespace, image, snap, extents):
+        for i, piece in enumerate(FakeReader.ranges(self, pool, namespace, image, snap, extents)):
+            if i == self.after:
+                raise self.exc
+            yield piece
+
+
+@pytest.mark.parametrize('after', [0, 1, 3])
+def test_a_failed_reader_falls_back_to_export_with_the_same_digest(fake_rbd, after):
+    rng = random.Random(9)
+    image = bytes(rng.getrandbits(8) for _i in range(100000))
+    diff = [dict(offset=0, length=12, exists='true'), dict(offset=50000, length=30, exists='true')]
+    rbd = fake_rbd(image, diff)
+    good = V.digest_image(rbd, 'p', None, 'img', 's', 'data', reader=FakeReader(image))
+    assert 'fallback' not in good
+    died = V.digest_image(rbd, 'p', None, 'img', 's', 'data',
+                          reader=DyingReader(image, after, V.WorkerFailed('librbd reader died with SIGABRT')))
+    assert died['digest'] == good['digest'] and died['bytes_read'] == good['bytes_read'] == 42
+    assert died['fallback'] == 'librbd reader died with SIGABRT; read again with rbd export'
+    assert dict(died, fallback=None, seconds=0) == dict(good, fallback=None, seconds=0)
+
+
+def test_other_reader_errors_are_not_hidden(fake_rbd):
+    image = bytes(100)
+    rbd = fake_rbd(image, [dict(offset=0, length=10, exists='true')])
+    with pytest.raises(ZeroDivisionError):
+        V.digest_image(rbd, 'p', None, 'img', 's', 'data', reader=DyingReader(image, 0, ZeroDivisionError()))
+
+
 def test_extents_digest_is_sha256_of_the_compact_json_list():
     # the definition the old script's hint and the stream both follow (ExtentsHasher builds it incrementally)
     import json as _json
