@@ -18,13 +18,13 @@ import errno
 import fcntl
 import os
 import select
-import shlex
-import signal
 import struct
 import subprocess
-import tempfile
 import time
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
+    CommandError, exited, first_failure, kill_all, quote, start_chain, wait_stages,
+)
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher, ExtentsHasher
 
 BANNER_V1 = b'rbd diff v1\n'
@@ -33,25 +33,8 @@ MAX_NAME = 4096
 F_SETPIPE_SZ = 1031
 
 
-class StreamError(Exception):
-    def __init__(self, msg, stage=None, rc=None, stderr=None, cmd=None):
-        super(StreamError, self).__init__(msg)
-        self.msg = msg
-        self.stage = stage
-        self.rc = rc
-        self.stderr = (stderr or '').strip()
-        self.cmd = cmd
-
-    def __str__(self):
-        s = self.msg
-        if self.cmd:
-            s += ' (command: %s' % ' '.join(shlex.quote(a) for a in self.cmd)
-            if self.rc is not None:
-                s += ', rc=%s' % self.rc
-            s += ')'
-        if self.stderr:
-            s += ': ' + self.stderr[-2000:]
-        return s
+class StreamError(CommandError):
+    """A data stream failed: ``stage`` names the process (or ``relay``), see :class:`_proc.CommandError`."""
 
 
 class DiffStreamStats:
@@ -199,22 +182,10 @@ class DiffStreamStats:
 
 def remote_pipeline(commands):
     """Pure: one remote shell command for a pipe of argvs, failing if any stage fails."""
-    parts = [' '.join(shlex.quote(a) for a in argv) for argv in commands]
+    parts = [quote(argv) for argv in commands]
     if len(parts) == 1:
         return parts[0]
-    return 'bash -o pipefail -c %s' % shlex.quote(' | '.join(parts))
-
-
-class _Stage:
-    def __init__(self, name, argv, proc, errfile):
-        self.name, self.argv, self.proc, self.errfile = name, argv, proc, errfile
-
-    def stderr(self):
-        try:
-            self.errfile.seek(0)
-            return self.errfile.read().decode('utf-8', 'replace')
-        except (OSError, ValueError):
-            return ''
+    return 'bash -o pipefail -c %s' % quote([' | '.join(parts)])
 
 
 def _grow_pipe(fd):
@@ -224,28 +195,105 @@ def _grow_pipe(fd):
         pass
 
 
-def _start_chain(named_argvs, first_stdin, last_stdout):
-    """Start ``a | b | c`` with a given stdin for a and stdout for c."""
-    stages = []
-    prev = first_stdin
-    for i, (name, argv) in enumerate(named_argvs):
-        errfile = tempfile.TemporaryFile()
-        stdout = last_stdout if i == len(named_argvs) - 1 else subprocess.PIPE
-        proc = subprocess.Popen(argv, stdin=prev, stdout=stdout, stderr=errfile, start_new_session=True)
-        if i > 0:
-            prev.close()
-        stages.append(_Stage(name, argv, proc, errfile))
-        prev = proc.stdout
-    return stages
+class _Pump:
+    """Copies ``src_fd`` to ``dst_fd`` chunk by chunk through the stream parser (nothing buffered beyond one
+    chunk), with an inactivity timeout, an optional bandwidth limit and progress callbacks."""
+
+    def __init__(self, src_fd, dst_fd, stats, idle_timeout, bwlimit=None, progress=None, progress_every=30.0):
+        self.src_fd, self.dst_fd, self.stats = src_fd, dst_fd, stats
+        self.idle_timeout, self.bwlimit = idle_timeout, bwlimit
+        self.progress, self.progress_every = progress, progress_every
+        self.pending = b''
+        self.eof = False
+        self.t0 = self.last_activity = self.last_progress = time.monotonic()
+        for fd in (src_fd, dst_fd):
+            _grow_pipe(fd)
+            os.set_blocking(fd, False)
+
+    def _read(self, now):
+        try:
+            chunk = os.read(self.src_fd, CHUNK)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return
+            raise
+        if chunk == b'':
+            self.eof = True
+        else:
+            self.stats.feed(chunk)
+            self.pending = chunk
+            self.last_activity = now
+
+    def _write(self, now, event):
+        """Write what is pending; returns a failure message when the receiving end has gone."""
+        if event & (select.POLLERR | select.POLLHUP) and not event & select.POLLOUT:
+            return 'the receiving end closed its input early'
+        try:
+            written = os.write(self.dst_fd, self.pending)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                return 'the receiving end closed its input early'
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+            return None
+        self.pending = self.pending[written:]
+        self.last_activity = now
+        return None
+
+    def _pace(self, now):
+        if self.bwlimit and self.stats.stream_bytes:
+            ahead = self.stats.stream_bytes / float(self.bwlimit) - (now - self.t0)
+            if ahead > 0:
+                time.sleep(min(ahead, 1.0))
+        if self.progress and now - self.last_progress >= self.progress_every:
+            self.last_progress = now
+            self.progress(self.stats.stream_bytes, now - self.t0)
+
+    def run(self):
+        """Copy to the end of the input; returns None, or why it stopped early."""
+        while not (self.eof and not self.pending):
+            poll = select.poll()
+            if not self.pending and not self.eof:
+                poll.register(self.src_fd, select.POLLIN)
+            if self.pending:
+                poll.register(self.dst_fd, select.POLLOUT)
+            events = dict(poll.poll(1000))
+            now = time.monotonic()
+            if self.src_fd in events:
+                self._read(now)
+            if self.dst_fd in events and self.pending:
+                failure = self._write(now, events[self.dst_fd])
+                if failure:
+                    return failure
+            if now - self.last_activity > self.idle_timeout:
+                return 'no data moved for %d s (timeout)' % self.idle_timeout
+            self._pace(now)
+        return None
 
 
-def _kill(stages):
-    for st in stages:
-        if st.proc.poll() is None:
-            try:
-                os.killpg(st.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+def _close(f):
+    try:
+        f.close()
+    except OSError:
+        pass
+
+
+def _check(stages, codes, failure, stats):
+    """Raise StreamError for the first stage that failed (in pipe order: usually the cause), or the relay's
+    own failure, or a malformed or truncated stream."""
+    bad = first_failure(stages, codes if failure else None)
+    if bad:
+        st, rc = bad
+        kill_all(stages)
+        raise StreamError('%s failed%s' % (st.name, ' (%s)' % failure if failure else ''), stage=st.name,
+                          rc=rc, stderr=st.stderr(), cmd=st.argv)
+    if failure:
+        raise StreamError(failure, stage='relay', stderr='; '.join(
+            '%s: %s' % (st.name, st.stderr().strip()) for st in stages if st.stderr().strip()))
+    if stats.error:
+        raise StreamError('the diff stream was malformed: %s' % stats.error, stage='relay')
+    if not stats.complete:
+        raise StreamError('the diff stream ended without its end record (truncated)', stage='relay')
 
 
 def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress=None, progress_every=30.0):
@@ -256,115 +304,29 @@ def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress
     killed before the downstream end sees the end of its input.
     """
     stats = stats or DiffStreamStats()
-    up = _start_chain(upstream, subprocess.DEVNULL, subprocess.PIPE)
+    up = start_chain(upstream, subprocess.DEVNULL, subprocess.PIPE)
     try:
-        down = _start_chain(downstream, subprocess.PIPE, subprocess.DEVNULL)
+        down = start_chain(downstream, subprocess.PIPE, subprocess.DEVNULL)
     except Exception:
-        _kill(up)
+        kill_all(up)
         raise
     stages = up + down
-    src = up[-1].proc.stdout
-    dst = down[0].proc.stdin
-    src_fd, dst_fd = src.fileno(), dst.fileno()
-    for fd in (src_fd, dst_fd):
-        _grow_pipe(fd)
-        os.set_blocking(fd, False)
-    failure = None
-    pending = b''
-    eof = False
-    t0 = last_activity = last_progress = time.monotonic()
+    src, dst = up[-1].proc.stdout, down[0].proc.stdin
+    pump = _Pump(src.fileno(), dst.fileno(), stats, idle_timeout, bwlimit, progress, progress_every)
     try:
-        while not (eof and not pending):
-            events = {}
-            poll = select.poll()
-            if not pending and not eof:
-                poll.register(src_fd, select.POLLIN)
-            if pending:
-                poll.register(dst_fd, select.POLLOUT)
-            ready = poll.poll(1000)
-            now = time.monotonic()
-            for fd, ev in ready:
-                events[fd] = ev
-            if src_fd in events:
-                try:
-                    chunk = os.read(src_fd, CHUNK)
-                except OSError as e:
-                    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                        chunk = None
-                    else:
-                        raise
-                if chunk == b'':
-                    eof = True
-                elif chunk:
-                    stats.feed(chunk)
-                    pending = chunk
-                    last_activity = now
-            if dst_fd in events and pending:
-                if events[dst_fd] & (select.POLLERR | select.POLLHUP) and not events[dst_fd] & select.POLLOUT:
-                    failure = 'the receiving end closed its input early'
-                    break
-                try:
-                    written = os.write(dst_fd, pending)
-                    pending = pending[written:]
-                    last_activity = now
-                except OSError as e:
-                    if e.errno == errno.EPIPE:
-                        failure = 'the receiving end closed its input early'
-                        break
-                    if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                        raise
-            if now - last_activity > idle_timeout:
-                failure = 'no data moved for %d s (timeout)' % idle_timeout
-                break
-            if bwlimit and stats.stream_bytes:
-                ahead = stats.stream_bytes / float(bwlimit) - (now - t0)
-                if ahead > 0:
-                    time.sleep(min(ahead, 1.0))
-            if progress and now - last_progress >= progress_every:
-                last_progress = now
-                progress(stats.stream_bytes, now - t0)
+        failure = pump.run()
     except Exception as e:  # pragma: no cover - unexpected I/O error
         failure = 'relay failed: %s' % e
-    exited = {}
+    codes = {}
     if failure:
-        # Which processes had already died on their own: the culprit is among them, not among
-        # those we kill now.
-        for st in stages:
-            if st.proc.poll() is not None:
-                exited[id(st)] = st.proc.returncode
-        _kill(stages)
+        codes = exited(stages)     # who died on its own: the culprit is among them, not among those killed now
+        kill_all(stages)
     else:
-        try:
-            dst.close()
-        except OSError:
-            pass
-    deadline = time.monotonic() + idle_timeout
-    for st in stages:
-        try:
-            st.proc.wait(timeout=max(1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _kill(stages)
-            st.proc.wait()
-            if not failure:
-                failure = '%s did not finish within %d s after its input ended (timeout)' % (st.name, idle_timeout)
-    try:
-        src.close()
-    except OSError:
-        pass
-    # A failing stage is reported first in pipe order: the first one is usually the cause.
-    for st in stages:
-        rc = exited.get(id(st)) if failure else st.proc.returncode
-        if rc is not None and rc != 0:
-            _kill(stages)
-            raise StreamError('%s failed%s' % (st.name, ' (%s)' % failure if failure else ''), stage=st.name,
-                              rc=rc, stderr=st.stderr(), cmd=st.argv)
-    if failure:
-        raise StreamError(failure, stage='relay',
-                          stderr='; '.join('%s: %s' % (st.name, st.stderr().strip()) for st in stages
-                                           if st.stderr().strip()))
-    if stats.error:
-        raise StreamError('the diff stream was malformed: %s' % stats.error, stage='relay')
-    if not stats.complete:
-        raise StreamError('the diff stream ended without its end record (truncated)', stage='relay')
-    stats.seconds = round(time.monotonic() - t0, 3)
+        _close(dst)
+    late = wait_stages(stages, idle_timeout)
+    if late and not failure:
+        failure = '%s did not finish within %d s after its input ended (timeout)' % (late, idle_timeout)
+    _close(src)
+    _check(stages, codes, failure, stats)
+    stats.seconds = round(time.monotonic() - pump.t0, 3)
     return stats

@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _plan as plan_mod
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots as snaps_mod
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     META_IMPORTING, RbdError, image_args, image_label,
@@ -239,106 +240,116 @@ def hints_problem(item):
     return None
 
 
-def transfer_image(src, dst, image, dest_image=None, target=None, opts=None, hints=None):
-    """Replicate one image; returns a result dict (raises RbdError/StreamError on failure).
+def gather(src, dst, image, dest_image, target, opts, hints):
+    """Ask both sides what :func:`_plan.plan` needs for this image, and no more (:class:`_plan.Facts`).
 
-    ``hints``: :func:`source_hints` of the source image (keys ``source_snapshots``, ``previous``,
-    ``unchanged``), when the caller has them; they save the queries to the source.
+    ``hints`` (:func:`source_hints` from the snapshot step) save the queries to the source.  Another run's
+    import mark is claimed here (:func:`claim_mark`): a live import is never planned over.
     """
-    opts = opts or TransferOptions()
-    hints = hints or {}
-    dest_image = dest_image or image
-    t0 = time.monotonic()
-    result = dict(image=image, dest_image=dest_image, changed=False, base=None, snapshot=None,
-                  bytes=0, data_bytes=0, seconds=0.0, rate=0.0, rolled_back=False, recovered=False,
-                  replaced_image=None, estimated=False)
     src_snaps = hints.get('source_snapshots')
     if src_snaps is None:
         src_snaps = src.rbd.snapshots_or_none(src.pool, image, src.namespace)
     if src_snaps is None:
         raise RbdError('the source image does not exist', image=src.label(image))
-    names = [s['name'] for s in src_snaps]
     if target is None:
         target = snaps_mod.newest(src_snaps, opts.prefix)
-        if target is None and not opts.check_mode:
-            raise RbdError('no snapshot with prefix %r to send; create one with ceph_rbd.backup.rbd_snapshot'
-                           % opts.prefix, image=src.label(image))
-    elif target not in names and not opts.check_mode:
-        raise RbdError('snapshot %s does not exist on the source' % target, image=src.label(image))
-    target_exists = target in names
-    result['snapshot'] = target
+    f = plan_mod.Facts(image, dest_image, target, src_snaps)
+    f.dst_snaps = dst.rbd.snapshots_or_none(dst.pool, dest_image, dst.namespace)
+    if f.dst_snaps is None or target is None:
+        return f
+    f.mark = parse_mark(dst.rbd.meta_get(dst.pool, dest_image, META_IMPORTING, dst.namespace))
+    claim_mark(dst, dest_image, f.mark, opts)
+    action, base = plan_mod.snapshot_action(f, opts.prefix)
+    if action == snaps_mod.ACTION_INCREMENTAL and not opts.restore:
+        # The head must still be the newest state we wrote: our newest snapshot there (usually the base;
+        # newer when the source lost its newer snapshots). The diff from the base then covers every change.
+        f.dirty_since = snaps_mod.newest(f.dst_snaps, opts.prefix)
+        f.dirty = bool(dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=f.dirty_since))
+        if f.target_exists:
+            f.source_unchanged = _source_unchanged(src, image, src_snaps, base, target, hints)
+        if f.source_unchanged:
+            # the head's size once any rollback has run
+            f.dest_size = _size_of(f.dst_snaps, f.dirty_since) if f.dirty else _dest_size(dst, dest_image)
+    if action == snaps_mod.ACTION_REBUILD and not plan_mod.partial_initial(f, action):
+        f.tmp = _leftover_rebuild(dst, dest_image, opts)
+    return f
 
-    dst_snaps = dst.rbd.snapshots_or_none(dst.pool, dest_image, dst.namespace)
-    marker = None
-    if dst_snaps is not None:
-        marker = dst.rbd.meta_get(dst.pool, dest_image, META_IMPORTING, dst.namespace)
-        claim_mark(dst, dest_image, parse_mark(marker), opts)
-    plan = snaps_mod.plan_transfer(src_snaps if target_exists else src_snaps + [
-        dict(id=float('inf'), name=target)], dst_snaps, opts.prefix, target)
-    action, base = plan['action'], plan['base']
-    if opts.restore and dst_snaps is not None:
-        return _restore_existing(src, image, target, dst, dest_image, dst_snaps, action, base, result, opts, t0)
-    # Our own interrupted *initial* import: an image with no snapshots that carries our mark.
-    partial_initial = action == snaps_mod.ACTION_REBUILD and marker and not dst_snaps
-    if partial_initial:
-        action = snaps_mod.ACTION_INITIAL
-    result['action'] = action
-    result['base'] = base if action != snaps_mod.ACTION_UP_TO_DATE else target
 
-    if action == snaps_mod.ACTION_UP_TO_DATE:
-        if marker and not opts.check_mode:
-            dst.rbd.meta_remove(dst.pool, dest_image, META_IMPORTING, dst.namespace)
-        result['seconds'] = round(time.monotonic() - t0, 3)
-        return result
+def _leftover_rebuild(dst, dest_image, opts):
+    """The state of ``<image>.rebuilding``: None, 'ours' (a dead rebuild of ours) or 'foreign'."""
+    tmp = snaps_mod.rebuild_name(dest_image)
+    if dst.rbd.info(dst.pool, tmp, dst.namespace) is None:
+        return None
+    mark = parse_mark(dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace))
+    if mark is None:
+        return 'foreign'
+    claim_mark(dst, tmp, mark, opts)
+    return 'ours'
 
-    dirty = False
-    if action == snaps_mod.ACTION_INCREMENTAL:
-        # The head must still be the newest state we wrote: our newest snapshot there (usually the
-        # base; newer when the source lost its newer snapshots). Applying the diff from the base on
-        # top of it is then exact, because a diff from the base covers every extent written since.
-        head_of = snaps_mod.newest(dst_snaps, opts.prefix)
-        dirty = bool(dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=head_of))
-        if dirty and not marker and not opts.allow_rollback:
-            raise RbdError(
-                'the destination image was modified since its snapshot %s (rbd diff --from-snap %s is '
-                'not empty); refusing to overwrite it. Inspect it, then rerun with allow_rollback=true '
-                '(role: rbd_replicate_allow_rollback: true) to roll it back to %s and continue'
-                % (head_of, head_of, head_of), image=dst.label(dest_image))
-    result['changed'] = True
+
+def transfer_image(src, dst, image, dest_image=None, target=None, opts=None, hints=None):
+    """Replicate one image: gather, plan, execute; returns a result dict (raises RbdError/StreamError).
+
+    ``hints``: :func:`source_hints` of the source image (keys ``source_snapshots``, ``previous``,
+    ``unchanged``), when the caller has them; they save the queries to the source.
+    """
+    opts = opts or TransferOptions()
+    t0 = time.monotonic()
+    facts = gather(src, dst, image, dest_image or image, target, opts, hints or {})
+    decided = plan_mod.plan(facts, prefix=opts.prefix, restore=opts.restore, overwrite=opts.overwrite,
+                            allow_rollback=opts.allow_rollback, check_mode=opts.check_mode)
+    return execute(decided, facts, src, dst, opts, t0)
+
+
+def execute(p, f, src, dst, opts, t0=None):
+    """Run a plan's steps in order (in check mode: none; the bytes are estimated instead)."""
+    t0 = time.monotonic() if t0 is None else t0
+    if p.error:
+        raise RbdError(p.error, image=src.label(f.image) if p.error_side == 'source' else dst.label(f.dest_image))
+    result = dict(image=f.image, dest_image=f.dest_image, changed=p.action != snaps_mod.ACTION_UP_TO_DATE,
+                  action=p.action, base=p.base, snapshot=f.target, bytes=0, data_bytes=0, seconds=0.0, rate=0.0,
+                  rolled_back=p.rolled_back, recovered=p.recovered, replaced_image=p.replaced_image,
+                  estimated=False, steps=p.describe(), keep=p.keep)
+    if p.unchanged:
+        result['unchanged'] = True
     if opts.check_mode:
-        result['data_bytes'] = result['bytes'] = _estimate(
-            src, image, target if target_exists else None, base)
-        result['estimated'] = True
-        result['rolled_back'] = dirty and not marker
-        result['recovered'] = dirty and bool(marker)
+        if p.sends:
+            result['data_bytes'] = result['bytes'] = _estimate(
+                src, f.image, f.target if f.target_exists else None, p.base)
+            result['estimated'] = True
         result['seconds'] = round(time.monotonic() - t0, 3)
         return result
-
-    if dirty:
-        _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, head_of, dst.namespace),
-                             opts.idle_timeout)
-        result['recovered' if marker else 'rolled_back'] = True
-
-    if action == snaps_mod.ACTION_INITIAL:
-        if partial_initial:
-            dst.rbd.remove(dst.pool, dest_image, dst.namespace)
-            result['recovered'] = True
-        _create_like(src, image, target, dst, dest_image)
-        stats = _import_into(src, image, target, None, dst, dest_image, opts)
-    elif action == snaps_mod.ACTION_REBUILD:
-        return _rebuild(src, image, target, dst, dest_image, result, opts, t0)
-    else:
-        if _source_unchanged(src, image, src_snaps, base, target, hints) and \
-                _dest_size(dst, dest_image) == _size_of(src_snaps, target):
-            # Nothing was written since the base and the size is the same: the destination head (checked
-            # above to be exactly its newest snapshot, and of the target's size) already holds the target's
-            # bytes. Creating the snapshot is all import-diff would do, without its ssh connection and two
-            # rbd processes.
-            dst.rbd.snap_create(dst.pool, dest_image, target, dst.namespace)
-            result.update(seconds=round(time.monotonic() - t0, 3), unchanged=True)
-            return result
-        stats = _import_into(src, image, target, base, dst, dest_image, opts)
+    stats = None
+    for step in p.steps:
+        stats = _run_step(step, f, src, dst, opts) or stats
+    if stats is None:
+        result['seconds'] = round(time.monotonic() - t0, 3)
+        return result
     return _finish(result, stats, t0)
+
+
+def _run_step(step, f, src, dst, opts):
+    """One step of a plan (see :mod:`_plan`); returns the stream's stats for an import."""
+    op, img = step[0], step[1]
+    if op == 'rollback':
+        _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, img, step[2], dst.namespace), opts.idle_timeout)
+    elif op == 'remove':
+        for s in dst.rbd.snapshots(dst.pool, img, dst.namespace):
+            dst.rbd.snap_remove(dst.pool, img, s['name'], dst.namespace)
+        dst.rbd.remove(dst.pool, img, dst.namespace)
+    elif op == 'create':
+        _create_like(src, f.image, f.target, dst, img)
+    elif op == 'import':
+        return _import_into(src, f.image, f.target, step[2], dst, img, opts)
+    elif op == 'snap':
+        dst.rbd.snap_create(dst.pool, img, f.target, dst.namespace)
+    elif op == 'unmark':
+        dst.rbd.meta_remove(dst.pool, img, META_IMPORTING, dst.namespace)
+    elif op == 'rename':
+        dst.rbd.rename(dst.pool, img, step[2], dst.namespace)
+    else:
+        raise ValueError('unknown plan step %r' % (step,))
+    return None
 
 
 def unchanged_between(rbd, pool, image, namespace, snaps, base, target):
@@ -385,60 +396,6 @@ def _source_unchanged(src, image, src_snaps, base, target, hints):
     return unchanged_between(src.rbd, src.pool, image, src.namespace, src_snaps, base, target)
 
 
-def _restore_existing(src, image, target, dst, dest_image, dst_snaps, action, base, result, opts, t0):
-    """Restore onto an existing image: its head becomes exactly ``target``.
-
-    The target snapshot is already there: roll back to it (nothing travels).  Else roll back to the
-    nearest common snapshot older than the target and send only the diff from it.  Else rebuild.
-    """
-    if not opts.overwrite:
-        raise RbdError('the image to restore to already exists; refusing to overwrite it (set overwrite=true, '
-                       'playbook: rbd_restore_overwrite=true, or restore to a new image name)',
-                       image=dst.label(dest_image))
-    result['changed'] = True
-    if action == snaps_mod.ACTION_UP_TO_DATE:
-        result.update(action='rollback', base=target)
-        if not opts.check_mode:
-            _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, target, dst.namespace),
-                                 opts.idle_timeout)
-        result['seconds'] = round(time.monotonic() - t0, 3)
-        return result
-    if action == snaps_mod.ACTION_REBUILD:
-        if opts.check_mode:
-            result.update(action=action, estimated=True)
-            return result
-        return _rebuild(src, image, target, dst, dest_image, result, opts, t0)
-    result.update(action='incremental', base=base)
-    if opts.check_mode:
-        result['data_bytes'] = result['bytes'] = _estimate(src, image, target, base)
-        result['estimated'] = True
-        return result
-    _while_lock_is_stale(lambda: dst.rbd.snap_rollback(dst.pool, dest_image, base, dst.namespace),
-                         opts.idle_timeout)
-    stats = _import_into(src, image, target, base, dst, dest_image, opts)
-    return _finish(result, stats, t0)
-
-
-def _rebuild(src, image, target, dst, dest_image, result, opts, t0):
-    """Import the whole snapshot under a temporary name, then swap it in; the old image is renamed aside."""
-    tmp = snaps_mod.rebuild_name(dest_image)
-    if dst.rbd.info(dst.pool, tmp, dst.namespace) is not None:
-        mark = parse_mark(dst.rbd.meta_get(dst.pool, tmp, META_IMPORTING, dst.namespace))
-        if mark is None:
-            raise RbdError('cannot rebuild: %s exists and is not ours' % dst.label(tmp), image=dst.label(dest_image))
-        claim_mark(dst, tmp, mark, opts)
-        for s in dst.rbd.snapshots(dst.pool, tmp, dst.namespace):
-            dst.rbd.snap_remove(dst.pool, tmp, s['name'], dst.namespace)
-        dst.rbd.remove(dst.pool, tmp, dst.namespace)
-    _create_like(src, image, target, dst, tmp)
-    stats = _import_into(src, image, target, None, dst, tmp, opts)
-    aside = snaps_mod.aside_name(dest_image)
-    dst.rbd.rename(dst.pool, dest_image, aside, dst.namespace)
-    dst.rbd.rename(dst.pool, tmp, dest_image, dst.namespace)
-    result.update(action=snaps_mod.ACTION_REBUILD, replaced_image=aside, changed=True)
-    return _finish(result, stats, t0)
-
-
 def _finish(result, stats, t0):
     seconds = round(time.monotonic() - t0, 3)
     result.update(bytes=stats.stream_bytes, data_bytes=stats.data_bytes, zero_bytes=stats.zero_bytes,
@@ -453,5 +410,5 @@ def _finish(result, stats, t0):
     return result
 
 
-__all__ = ['Side', 'TransferOptions', 'transfer_image', 'source_hints', 'source_unchanged_by_hints',
+__all__ = ['Side', 'TransferOptions', 'transfer_image', 'gather', 'execute', 'source_hints', 'source_unchanged_by_hints',
            'hints_problem', 'stream_diff', 'StreamError', 'mark_value', 'parse_mark', 'claim_mark']

@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) ceph_rbd.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one way this collection starts, bounds and kills processes.
+
+- argv only, never a shell string (a remote shell gets one quoted word per argv element: :func:`quote`);
+- every process in a process group of its own, so a kill takes its children too (ssh's, bash's);
+- an overall timeout (:func:`run`) or, for pipelines, an inactivity timeout (the caller's pump) and a bound
+  on how long a stage may take to finish once its input ended (:func:`wait_stages`);
+- the exit code and the stderr tail of every stage, and one error family (:class:`CommandError`).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shlex
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+STDERR_TAIL = 2000
+
+
+def quote(argv: Sequence[str]) -> str:
+    """Pure: one shell-safe command string from an argv (each word quoted once)."""
+    return ' '.join(shlex.quote(a) for a in argv)
+
+
+class CommandError(Exception):
+    """A command (or a stage of a pipeline) failed.  ``str()`` names the image, the command, rc and stderr."""
+
+    def __init__(self, msg, cmd=None, rc=None, stderr=None, image=None, stage=None):
+        super(CommandError, self).__init__(msg)
+        self.msg = msg
+        self.cmd = cmd
+        self.rc = rc
+        self.stderr = (stderr or '').strip()
+        self.image = image
+        self.stage = stage
+
+    def __str__(self):
+        parts = ['image %s: ' % self.image if self.image else '', self.msg]
+        if self.cmd:
+            parts.append(' (command: %s%s)' % (quote(self.cmd), ', rc=%s' % self.rc if self.rc is not None else ''))
+        if self.stderr:
+            parts.append(': %s' % self.stderr[-STDERR_TAIL:])
+        return ''.join(parts)
+
+    def as_dict(self):
+        return dict(msg=str(self), cmd=self.cmd, rc=self.rc, stderr=self.stderr)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started by this module and everything in its process group."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def run(argv: Sequence[str], timeout: float, stdin_data: Optional[str] = None) -> Tuple[int, str, str]:
+    """Run argv (no shell) to its end; kill its whole process group after ``timeout`` s.
+
+    Returns ``(rc, stdout, stderr)`` as text; rc -9 and a message when it timed out, 127 when it cannot start.
+    """
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as e:
+        return 127, '', 'cannot run %s: %s' % (argv[0], e)
+    try:
+        out, err = proc.communicate(input=stdin_data.encode() if stdin_data is not None else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.communicate()
+        return -9, '', 'timed out after %s s (killed)' % timeout
+    return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+
+class Stage:
+    """One process of a pipeline: its name for messages, argv, Popen and stderr (kept in a file, never a pipe
+    that could fill up and block it)."""
+
+    def __init__(self, name, argv, proc, errfile):
+        self.name, self.argv, self.proc, self.errfile = name, argv, proc, errfile
+
+    def stderr(self):
+        try:
+            self.errfile.seek(0)
+            return self.errfile.read().decode('utf-8', 'replace')
+        except (OSError, ValueError):
+            return ''
+
+
+def start_chain(named_argvs: Sequence[Tuple[str, List[str]]], first_stdin: Any, last_stdout: Any) -> List[Stage]:
+    """Start ``a | b | c`` (a list of ``(name, argv)``) with a given stdin for a and stdout for c.
+
+    If a stage cannot start, the stages already started are killed before the error propagates.
+    """
+    stages = []
+    prev = first_stdin
+    try:
+        for i, (name, argv) in enumerate(named_argvs):
+            errfile = tempfile.TemporaryFile()
+            stdout = last_stdout if i == len(named_argvs) - 1 else subprocess.PIPE
+            proc = subprocess.Popen(argv, stdin=prev, stdout=stdout, stderr=errfile, start_new_session=True)
+            if i > 0:
+                prev.close()
+            stages.append(Stage(name, argv, proc, errfile))
+            prev = proc.stdout
+    except Exception:
+        kill_all(stages)
+        raise
+    return stages
+
+
+def kill_all(stages: Iterable[Stage]) -> None:
+    for st in stages:
+        kill_group(st.proc)
+
+
+def exited(stages: Iterable[Stage]) -> Dict[int, int]:
+    """The exit codes of the stages that have already ended, by stage: taken before killing the rest, so
+    that a failure is blamed on a stage that died on its own, not on one we killed."""
+    return dict((id(st), st.proc.returncode) for st in stages if st.proc.poll() is not None)
+
+
+def wait_stages(stages: Sequence[Stage], timeout: float) -> Optional[str]:
+    """Wait for every stage to end, ``timeout`` s at most in all; kill them all past it.
+
+    Returns the name of the first stage that did not end in time, or None.
+    """
+    deadline = time.monotonic() + timeout
+    late = None
+    for st in stages:
+        try:
+            st.proc.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_all(stages)
+            st.proc.wait()
+            late = late or st.name
+    return late
+
+
+def first_failure(stages: Sequence[Stage], codes: Optional[Dict[int, Optional[int]]] = None) -> Optional[Tuple[Stage, int]]:
+    """The first stage, in pipe order, that exited non-zero (``codes``: exit codes by stage id, see
+    :func:`exited`; default: every stage's own), as ``(stage, rc)``, or None."""
+    for st in stages:
+        rc = codes.get(id(st)) if codes is not None else st.proc.returncode
+        if rc is not None and rc != 0:
+            return st, rc
+    return None
