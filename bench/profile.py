@@ -85,12 +85,9 @@ def _pull_params(b):
     """rbd_diff_transfer's parameters in pull mode: runs on the backup side, reads the source over ssh."""
     opts_ssh = ['-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % b.env['RBD_TESTBED_DIR'],
                 '-o', 'StrictHostKeyChecking=yes']
-    params = dict(ssh_host=b.env.get('SRC_HOST', '127.0.0.2'), ssh_user='root',
-                  ssh_port=int(b.env.get('SSH_PORT', 2222)), ssh_key=None, ssh_options=opts_ssh,
-                  ssh_cipher='aes128-gcm@openssh.com', timeout=300, remote_ceph=b.bed.src.ceph_args(),
-                  cluster=None, mode='pull')
-    params.update(b.bed.dst.ceph_args())
-    return params
+    remote = dict(host=b.env.get('SRC_HOST', '127.0.0.2'), user='root', port=int(b.env.get('SSH_PORT', 2222)),
+                  key=None, options=opts_ssh, cipher='aes128-gcm@openssh.com', ceph=b.bed.src.ceph_args())
+    return dict(remote=remote, timeout=300, mode='pull', ceph=b.bed.dst.ceph_args())
 
 
 def profile_transfer(b: Bench, pool: str, images: Sequence[str]) -> Dict[str, dict]:

@@ -11,22 +11,27 @@ class ModuleDocFragment(object):
     # The common Ceph client options, used by every module of the collection.
     DOCUMENTATION = r'''
 options:
-  cluster:
+  ceph:
     description:
-      - Ceph cluster name (C(--cluster)); selects C(/etc/ceph/<cluster>.conf) and its default keyring.
-    type: str
-  conf:
-    description:
-      - Path of the C(ceph.conf) to use (C(--conf)).
-    type: path
-  user:
-    description:
-      - The cephx id to authenticate as, without the C(client.) prefix (C(--id)).
-    type: str
-  keyring:
-    description:
-      - Path of the keyring that holds the key of O(user) (C(--keyring)).
-    type: path
+      - The Ceph cluster the module works on, on the host it runs on. Every module names a cluster this
+        way; the other side of a replication (O(ceph_rbd.backup.rbd_diff_transfer#module:remote.ceph)) has
+        the same keys. Empty - the host's default C(/etc/ceph/ceph.conf) and C(client.admin).
+      - Set it once for a play with C(module_defaults) and the action group C(group/ceph_rbd.backup.rbd).
+    type: dict
+    default: {}
+    suboptions:
+      cluster:
+        description: Ceph cluster name (C(--cluster)); selects C(/etc/ceph/<cluster>.conf) and its default keyring.
+        type: str
+      conf:
+        description: Path of the C(ceph.conf) to use (C(--conf)).
+        type: str
+      user:
+        description: The cephx id to authenticate as, without the C(client.) prefix (C(--id)).
+        type: str
+      keyring:
+        description: Path of the keyring that holds the key of O(ceph.user) (C(--keyring)).
+        type: str
   timeout:
     description:
       - Seconds after which any single C(rbd) call is killed and reported as failed; also
@@ -68,44 +73,52 @@ options:
     type: str
     choices: [pull, push]
     default: pull
-  remote_ceph:
-    description: The Ceph client options of the other side, as they are on the other host.
-    type: dict
-    default: {}
-    suboptions:
-      cluster:
-        description: Cluster name on the other host.
-        type: str
-      conf:
-        description: Path of the C(ceph.conf) on the other host.
-        type: str
-      user:
-        description: The cephx id on the other host.
-        type: str
-      keyring:
-        description: Path of the keyring on the other host.
-        type: str
-  ssh_host:
-    description: The address of the other host (the source in pull mode, the destination in push mode).
-    type: str
-    required: true
-  ssh_user:
-    description: The user to log in as on the other host.
-    type: str
-  ssh_port:
-    description: The ssh port of the other host.
-    type: int
-  ssh_key:
-    description: The private key to log in with (default - ssh's own default keys).
-    type: path
-  ssh_options:
-    description: Extra ssh arguments, for example V([-o, StrictHostKeyChecking=yes]).
-    type: list
-    elements: str
-    default: []
-  ssh_cipher:
+  remote:
     description:
-      - The ssh cipher for data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
-        times faster than OpenSSH's default on the test machine. Queries use ssh's default.
-    type: str
+      - The other host of the replication (the source in pull mode, the destination in push mode), reached
+        over ssh, and its Ceph cluster. The role and the playbooks derive it from the inventory with the
+        filter C(ceph_rbd.backup.remote_of).
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: The address of the other host.
+        type: str
+        required: true
+      user:
+        description: The user to log in as on the other host.
+        type: str
+      port:
+        description: The ssh port of the other host.
+        type: int
+      key:
+        description: The private key to log in with (default - ssh's own default keys).
+        type: path
+      options:
+        description: Extra ssh arguments, for example V([-o, StrictHostKeyChecking=yes]).
+        type: list
+        elements: str
+        default: []
+      cipher:
+        description:
+          - The ssh cipher for data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
+            times faster than OpenSSH's default on the test machine. Queries use ssh's default.
+        type: str
+      ceph:
+        description: The Ceph cluster of the other side, as it is named on the other host (the keys of O(ceph)).
+        type: dict
+        default: {}
+        suboptions:
+          cluster:
+            description: Cluster name on the other host.
+            type: str
+          conf:
+            description: Path of the C(ceph.conf) on the other host.
+            type: str
+          user:
+            description: The cephx id on the other host.
+            type: str
+          keyring:
+            description: Path of the keyring on the other host.
+            type: str
 '''

@@ -58,6 +58,67 @@ def transfer_item(result):
     return item
 
 
+def remote_of(other, hostvars=None, ssh=None, ceph=None):
+    """The ``remote`` option of rbd_diff_transfer / rbd_replication_status for inventory host ``other``.
+
+    ``ssh`` overrides (host, user, port, key, options, cipher; empty = not set) win over the other host's
+    ``ansible_host``, ``ansible_user`` and ``ansible_port``; the host defaults to its inventory name.
+    ``ceph`` names its cluster as it is on that host.  Empty values are left out (the module's defaults).
+    """
+    ssh = dict((k, v) for k, v in (ssh or {}).items() if _is_set(v))
+    hv = hostvars or {}
+    remote = dict(host=ssh.get('host') or hv.get('ansible_host') or other,
+                  user=ssh.get('user') or hv.get('ansible_user'), port=ssh.get('port') or hv.get('ansible_port'),
+                  key=ssh.get('key'), options=list(ssh.get('options') or []), cipher=ssh.get('cipher'),
+                  ceph=dict((k, v) for k, v in (ceph or {}).items() if _is_set(v)))
+    return dict((k, v) for k, v in remote.items() if _is_set(v))
+
+
+def _is_set(value):
+    """Pure: whether a role variable is set (its defaults are '', 0 and [], and 0 may arrive as '0')."""
+    return value not in (None, '', 0, '0', [], {})
+
+
+def pool_sides(entry, settings, hostvars, source_host):
+    """One ``rbd_replicate_pools`` entry -> everything the role's steps need to name both sides of it.
+
+    ``settings``: the role's variables (transport, dest_host, source_ceph, dest_ceph, remote_ceph, verify,
+    verify_source, ssh overrides).  In pull mode the transfer runs on the destination host and reaches the
+    source host; in push mode the reverse.
+    """
+    s = settings
+    pull = s['transport'] == 'pull'
+    other = source_host if pull else s['dest_host']
+    local_ceph = s.get('dest_ceph') if pull else s.get('source_ceph')
+    remote_ceph = s.get('remote_ceph') or (s.get('source_ceph') if pull else s.get('dest_ceph'))
+    dst_pool = entry.get('dest_pool') or entry['pool']
+    dst_ns = entry.get('dest_namespace') or entry.get('namespace') or None
+    in_stream = s['verify'] in ('data', 'extents') and s.get('verify_source', 'stream') == 'stream'
+    return dict(src_pool=entry['pool'], src_ns=entry.get('namespace') or None, dst_pool=dst_pool, dst_ns=dst_ns,
+                pull=pull, transfer_host=s['dest_host'] if pull else source_host, local_ceph=local_ceph or {},
+                remote=remote_of(other, hostvars[other] if hostvars is not None and other in hostvars else {},
+                                 s.get('ssh'), remote_ceph),
+                in_stream=in_stream, digest=s['verify'] if in_stream else 'none',
+                # the destination's name in the source's hold keys: pruning for another destination of the
+                # same source never removes this one's base
+                hold='%s/%s%s' % (s['dest_host'], dst_pool, '/' + dst_ns if dst_ns else ''))
+
+
+def prune_items(results, side='source', check_mode=False):
+    """Transfer results -> rbd_snapshot_prune images: each keeps what its transfer says (``keep``: the new
+    common base; in check mode also the current one).  In check mode a destination image that would be
+    created or rebuilt does not exist yet: nothing to prune there."""
+    out = []
+    for r in results or []:
+        if r.get('failed'):
+            continue
+        if side == 'dest' and check_mode and r.get('action') in ('initial', 'rebuild'):
+            continue
+        keep = r.get('keep') if r.get('keep') is not None else keep_item(r, check_mode)['keep']
+        out.append(dict(image=r['image'], keep=[k for k in keep if k]))
+    return out
+
+
 def keep_item(result, check_mode=False):
     """A transfer result -> an images element for rbd_snapshot_prune that keeps the newest common snapshot.
 
@@ -83,9 +144,10 @@ def replication_summary(steps, pool, dest_pool=None):
                               failed=False, errors=[])
         return per[image]
 
-    for name in (steps.get('list') or {}).get('names') or []:
+    # the source's images: listed by the snapshot step (or a separate list step)
+    source_names = (steps.get('list') or steps.get('snapshot') or {}).get('names') or []
+    for name in source_names:
         entry(name)
-    source_names = (steps.get('list') or {}).get('names') or []
     for name in orphaned_names(source_names, (steps.get('dest_list') or {}).get('names') or []):
         e = entry(name)
         e['action'] = 'orphaned'
@@ -183,5 +245,6 @@ class FilterModule(object):
     def filters(self):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
-                    transfer_item=transfer_item, images_to_verify=images_to_verify,
+                    transfer_item=transfer_item, images_to_verify=images_to_verify, remote_of=remote_of,
+                    pool_sides=pool_sides, prune_items=prune_items,
                     retention_error=retention_error, scrub_items=scrub_items)

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import fnmatch
+from typing import Any, Dict, Iterable, List, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC
@@ -17,7 +18,7 @@ IMAGES_ARGUMENT_SPEC = dict(
 )
 
 
-def argument_spec(**specific):
+def argument_spec(**specific: Any) -> Dict[str, Any]:
     """The module's own options plus the common client and many-images options."""
     spec = dict(CLIENT_ARGUMENT_SPEC)
     spec.update(IMAGES_ARGUMENT_SPEC)
@@ -40,9 +41,9 @@ def image_items(module, key='images', fields=()):
         if not isinstance(name, str) or not name:
             module.fail_json(msg='%s: every element must be an image name or a dict with "image", got %r'
                              % (key, raw))
-        if '/' in name or '@' in name:
-            module.fail_json(msg='%s: image name %r cannot contain "/" or "@" (rbd reads them as pool and '
-                             'snapshot separators)' % (key, name))
+        problem = image_name_problem(name)
+        if problem:
+            module.fail_json(msg='%s: %s' % (key, problem))
         item = dict(image=name)
         item.update(extra)
         items.append(item)
@@ -53,6 +54,19 @@ def image_items(module, key='images', fields=()):
     if module.params.get('parallel') is not None and module.params['parallel'] < 1:
         module.fail_json(msg='parallel must be at least 1, got %d' % module.params['parallel'])
     return items
+
+
+def image_name_problem(name: str) -> Optional[str]:
+    """Pure: why an image name cannot be used (a message), or None.
+
+    rbd reads "/" and "@" as pool and snapshot separators, and a word that starts with "-" as an option (the
+    value of ``--image`` would become ``--log-file=...``): such a name is never put on a command line.
+    """
+    if '/' in name or '@' in name:
+        return 'image name %r cannot contain "/" or "@" (rbd reads them as pool and snapshot separators)' % name
+    if name.startswith('-'):
+        return 'image name %r cannot start with "-" (rbd would read it as an option)' % name
+    return None
 
 
 def run_images(module, items, work):
@@ -85,7 +99,7 @@ def finish(module, outcomes, what, diff=None, **extra):
     module.exit_json(**out)
 
 
-def select_names(names, include, exclude):
+def select_names(names: Iterable[str], include: Iterable[str], exclude: Iterable[str]) -> List[str]:
     """Pure: the names equal to or matching (shell-style) an include pattern and no exclude pattern, sorted."""
     return sorted(n for n in names
                   if any(n == pat or fnmatch.fnmatchcase(n, pat) for pat in include)

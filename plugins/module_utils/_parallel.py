@@ -7,10 +7,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import traceback
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 from concurrent.futures import ThreadPoolExecutor
 
 
-def run_all(items, work, workers):
+def run_all(items: Iterable[Any], work: Callable[[Any], Any],
+            workers: int) -> List[Tuple[Any, Any, Optional[BaseException]]]:
     """Call ``work(item)`` for every item, at most ``workers`` at a time.
 
     Returns ``[(item, result, error)]`` in the order of ``items``; exactly one of

@@ -23,64 +23,41 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
-import shlex
-import signal
-import subprocess
 import threading
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import CommandError, quote, run
 
-# The common client options, shared by every module (see doc fragment ceph_rbd.backup.rbd).
+
+# How a cluster is named, the same for the local side (option ``ceph``) and the other side of a
+# replication (``remote.ceph``): a dict with these keys (see doc fragment ceph_rbd.backup.rbd).
 CLIENT_OPTIONS = ('cluster', 'conf', 'user', 'keyring')
 
-CLIENT_ARGUMENT_SPEC = dict(
-    cluster=dict(type='str'),
-    conf=dict(type='path'),
-    user=dict(type='str'),
-    keyring=dict(type='path', no_log=False),
-    timeout=dict(type='int', default=300),
-)
-
-# The sub-options of a dict that describes the ceph client of the *other* side.
-REMOTE_CEPH_SPEC = dict(
+CEPH_SPEC = dict(
     cluster=dict(type='str'),
     conf=dict(type='str'),
     user=dict(type='str'),
     keyring=dict(type='str', no_log=False),
 )
+REMOTE_CEPH_SPEC = CEPH_SPEC
+
+# The options every module has: the local cluster and the bound on every call.
+CLIENT_ARGUMENT_SPEC = dict(
+    ceph=dict(type='dict', default={}, options=CEPH_SPEC),
+    timeout=dict(type='int', default=300),
+)
+
+
+def client_options(ceph):
+    """Pure: the four client options of a ``ceph``/``remote.ceph`` dict (missing ones None)."""
+    ceph = ceph or {}
+    return dict((k, ceph.get(k)) for k in CLIENT_OPTIONS)
 
 # Image-meta key set on a destination image while we import into it (see _transfer).
 META_IMPORTING = 'ceph_rbd_backup.importing'
 
 
-class RbdError(Exception):
-    """An rbd call failed.  ``str()`` names the image and the command."""
-
-    def __init__(self, msg, cmd=None, rc=None, stderr=None, image=None):
-        super(RbdError, self).__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stderr = (stderr or '').strip()
-        self.image = image
-
-    def __str__(self):
-        parts = []
-        if self.image:
-            parts.append('image %s: ' % self.image)
-        parts.append(self.msg)
-        if self.cmd:
-            parts.append(' (command: %s' % shlex.join(self.cmd) if hasattr(shlex, 'join')
-                         else ' (command: %s' % ' '.join(shlex.quote(a) for a in self.cmd))
-            if self.rc is not None:
-                parts.append(', rc=%s' % self.rc)
-            parts.append(')')
-        if self.stderr:
-            parts.append(': %s' % self.stderr[-2000:])
-        return ''.join(parts)
-
-    def as_dict(self):
-        return dict(msg=str(self), cmd=self.cmd, rc=self.rc, stderr=self.stderr)
+class RbdError(CommandError):
+    """An rbd call failed.  ``str()`` names the image and the command (see :class:`_proc.CommandError`)."""
 
 
 def client_args(cluster=None, conf=None, user=None, keyring=None, timeout=None):
@@ -125,29 +102,8 @@ def image_label(pool, image, namespace=None, snap=None):
     return label
 
 
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError):
-        pass
-
-
-def run_bounded(argv, timeout, stdin_data=None):
-    """Run argv (no shell) and kill its whole process group after ``timeout`` s."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-    except OSError as e:
-        return 127, '', 'cannot run %s: %s' % (argv[0], e)
-    try:
-        out, err = proc.communicate(input=stdin_data.encode() if stdin_data is not None else None,
-                                    timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
-        return -9, '', 'timed out after %s s (killed)' % timeout
-    return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+# The local runner: argv, own process group, killed after the timeout (see _proc).
+run_bounded = run
 
 
 def ssh_argv(host, user=None, port=None, key=None, options=None, cipher=None, batch=True):
@@ -171,7 +127,7 @@ def ssh_argv(host, user=None, port=None, key=None, options=None, cipher=None, ba
 
 def remote_command(argv):
     """Pure: one shell-safe command string for ssh from an argv."""
-    return ' '.join(shlex.quote(a) for a in argv)
+    return quote(argv)
 
 
 class SshRunner:
@@ -213,8 +169,9 @@ class Rbd:
 
     @classmethod
     def from_params(cls, params, runner=None, timeout=None):
+        """The client for a module's ``ceph`` and ``timeout`` options."""
         return cls(timeout=timeout if timeout is not None else params.get('timeout', 300),
-                   runner=runner, **dict((k, params.get(k)) for k in CLIENT_OPTIONS))
+                   runner=runner, **client_options(params.get('ceph')))
 
     def argv(self, *args):
         return [self.binary] + self.global_args + list(args)

@@ -12,18 +12,23 @@ import subprocess
 import tempfile
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
-    REMOTE_CEPH_SPEC, Rbd, SshRunner, ssh_argv,
+    REMOTE_CEPH_SPEC, Rbd, SshRunner, client_options, ssh_argv,
+)
+
+# The other side of a replication: the host (over ssh) and its cluster, named like the local one (``ceph``).
+REMOTE_SPEC = dict(
+    host=dict(type='str', required=True),
+    user=dict(type='str'),
+    port=dict(type='int'),
+    key=dict(type='path', no_log=False),
+    options=dict(type='list', elements='str', default=[]),
+    cipher=dict(type='str'),
+    ceph=dict(type='dict', default={}, options=REMOTE_CEPH_SPEC),
 )
 
 REMOTE_ARGUMENT_SPEC = dict(
     mode=dict(type='str', choices=['pull', 'push'], default='pull'),
-    remote_ceph=dict(type='dict', default={}, options=REMOTE_CEPH_SPEC),
-    ssh_host=dict(type='str', required=True),
-    ssh_user=dict(type='str'),
-    ssh_port=dict(type='int'),
-    ssh_key=dict(type='path', no_log=False),
-    ssh_options=dict(type='list', elements='str', default=[]),
-    ssh_cipher=dict(type='str'),
+    remote=dict(type='dict', required=True, options=REMOTE_SPEC),
 )
 
 
@@ -32,17 +37,16 @@ class Remote:
     ssh argv for data streams (each its own connection, with the chosen cipher).  Use as a context manager."""
 
     def __init__(self, params):
-        p = params
-        self.host = p['ssh_host']
+        r = params['remote']
+        self.host = r['host']
         self.control_dir = tempfile.mkdtemp(prefix='rbd-ssh-')
         self.control_path = os.path.join(self.control_dir, 'cm')
-        base = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'])
-        self.stream_ssh = ssh_argv(p['ssh_host'], p['ssh_user'], p['ssh_port'], p['ssh_key'], p['ssh_options'],
-                                   cipher=p['ssh_cipher'])
+        base = ssh_argv(r['host'], r['user'], r['port'], r['key'], r['options'])
+        self.stream_ssh = ssh_argv(r['host'], r['user'], r['port'], r['key'], r['options'], cipher=r['cipher'])
         control = ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % self.control_path,
                    '-o', 'ControlPersist=120']
         self.query_ssh = base[:-2] + control + base[-2:]
-        self.rbd = Rbd(timeout=p['timeout'], runner=SshRunner(self.query_ssh), **(p['remote_ceph'] or {}))
+        self.rbd = Rbd(timeout=params['timeout'], runner=SshRunner(self.query_ssh), **client_options(r['ceph']))
 
     def close(self):
         """Stop the multiplexing master, if one was started (its output must not reach stdout)."""

@@ -16,12 +16,14 @@ A policy is ``{last: N, hourly: N, daily: N, weekly: N, monthly: N, yearly: N}``
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import datetime
 import re
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 RULES = ('last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly')
 
 
-def validate_policy(policy):
+def validate_policy(policy: Any) -> Tuple[Optional[Dict[str, int]], Optional[str]]:
     """Return (normalized policy, None) or (None, error message)."""
     if policy is None:
         return None, 'a retention policy is required'
@@ -47,7 +49,7 @@ def validate_policy(policy):
     return out, None
 
 
-def bucket_key(when, rule):
+def bucket_key(when: datetime.datetime, rule: str) -> Tuple[int, ...]:
     """The bucket a UTC datetime falls into for one rule."""
     if rule == 'hourly':
         return (when.year, when.month, when.day, when.hour)
@@ -63,7 +65,7 @@ def bucket_key(when, rule):
     raise ValueError('not a bucket rule: %s' % rule)
 
 
-def select(snaps, policy, keep=()):
+def select(snaps: List[Dict[str, Any]], policy: Dict[str, int], keep: Iterable[str] = ()) -> Dict[str, Any]:
     """Decide keep/remove for ``snaps`` = [(name, datetime or None)] ordered oldest first.
 
     Returns ``(kept, removed)``: ``kept`` maps each kept name to the rules that keep

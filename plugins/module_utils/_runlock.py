@@ -21,6 +21,7 @@ __metaclass__ = type
 import json
 import threading
 import uuid
+from typing import Any, Dict, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
 
@@ -35,7 +36,7 @@ class PoolMissing(RbdError):
     """The pool to lock does not exist."""
 
 
-def parse_info(text):
+def parse_info(text: str) -> Optional[Dict[str, Any]]:
     """Pure: ``rados lock info --format json`` -> dict(type, tag, lockers), or None when nobody holds it."""
     info = json.loads(text) if text and text.strip() else {}
     lockers = info.get('lockers') or []
@@ -44,7 +45,7 @@ def parse_info(text):
     return dict(type=info.get('type') or '', tag=info.get('tag') or '', lockers=lockers)
 
 
-def run_of(info):
+def run_of(info: Optional[Dict[str, Any]]) -> Optional[str]:
     """Pure: the run id a held lock belongs to (its tag; an exclusive lock of an older release: its cookie)."""
     if info is None:
         return None
@@ -53,7 +54,7 @@ def run_of(info):
     return info['lockers'][0].get('cookie')
 
 
-def decide(info, run, break_lock=False):
+def decide(info: Optional[Dict[str, Any]], run: str, break_lock: bool = False) -> str:
     """Pure: what taking the lock for ``run`` means, given the current holder ``info``.
 
     TAKE: free; JOIN: held by this run (renew); REFUSE: another run holds it; BREAK: another run holds
@@ -66,7 +67,7 @@ def decide(info, run, break_lock=False):
     return BREAK if break_lock else REFUSE
 
 
-def describe(info):
+def describe(info: Optional[Dict[str, Any]]) -> str:
     """Pure: a holder for messages: run, who and until when."""
     if info is None:
         return 'nobody'
@@ -88,7 +89,7 @@ class RunLock:
         rc, out, err = self.rados.runner(argv, self.rados.timeout)
         return argv, rc, out, err
 
-    def info(self):
+    def info(self) -> Optional[Dict[str, Any]]:
         """The current holder (see :func:`parse_info`), or None."""
         argv, rc, out, err = self._run('--format', 'json', 'lock', 'info', LOCK_OBJECT, LOCK_NAME)
         if rc != 0:
@@ -103,7 +104,7 @@ class RunLock:
         except ValueError:
             raise RbdError('rados lock info printed no JSON: %r' % out[:200], cmd=argv, image='pool ' + self.pool)
 
-    def join(self, run, ttl, description=''):
+    def join(self, run: str, ttl: int, description: str = '') -> None:
         """Take the shared lock for ``run`` (first time or renewal); raise RbdError when refused."""
         argv, rc, _out, err = self._run('lock', 'get', LOCK_OBJECT, LOCK_NAME, '--lock-type', 'shared',
                                         '--lock-tag', run, '--lock-cookie', '%s.%s' % (run, uuid.uuid4().hex[:8]),
@@ -112,7 +113,7 @@ class RunLock:
             raise RbdError('could not take the replication lock for run %s' % run, cmd=argv, rc=rc, stderr=err,
                            image='pool ' + self.pool)
 
-    def break_all(self, info, only_run=None):
+    def break_all(self, info: Optional[Dict[str, Any]], only_run: Optional[str] = None) -> int:
         """Break every entry of ``info`` (only those of ``only_run`` when given); returns how many."""
         n = 0
         if info is None or (only_run is not None and run_of(info) != only_run):

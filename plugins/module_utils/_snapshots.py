@@ -12,6 +12,7 @@ __metaclass__ = type
 
 import datetime
 import re
+from typing import Any, Dict, Iterable, List, Optional
 
 STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 _STAMP_RE = re.compile(r'(\d{8}T\d{6}Z)$')
@@ -26,11 +27,11 @@ ACTION_UP_TO_DATE = 'up_to_date'
 ACTION_REBUILD = 'rebuild'
 
 
-def utcnow():
+def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
-def make_name(prefix, now=None):
+def make_name(prefix: str, now: Optional[datetime.datetime] = None) -> str:
     """``<prefix><UTC timestamp to the second>``, e.g. ``backup-20261126T114059Z``."""
     now = now or utcnow()
     if now.tzinfo is not None:
@@ -38,7 +39,7 @@ def make_name(prefix, now=None):
     return prefix + now.strftime(STAMP_FORMAT)
 
 
-def validate_snapshot_name(name):
+def validate_snapshot_name(name: str) -> Optional[str]:
     """Return an error string, or None if ``name`` is usable as an rbd snapshot name."""
     if not name:
         return 'a snapshot name must not be empty'
@@ -47,7 +48,7 @@ def validate_snapshot_name(name):
     return None
 
 
-def parse_stamp(name, prefix):
+def parse_stamp(name: str, prefix: str) -> Optional[datetime.datetime]:
     """The UTC time encoded in a prefixed snapshot name, or None."""
     if not name.startswith(prefix):
         return None
@@ -60,7 +61,7 @@ def parse_stamp(name, prefix):
         return None
 
 
-def snapshot_time(snap, prefix):
+def snapshot_time(snap: Dict[str, Any], prefix: str) -> Optional[datetime.datetime]:
     """When a snapshot was taken: from its name when it carries our stamp, else rbd's timestamp.
 
     rbd prints its timestamp in the cluster host's local time zone; our own names are
@@ -78,18 +79,19 @@ def snapshot_time(snap, prefix):
     return None
 
 
-def with_prefix(snaps, prefix):
+def with_prefix(snaps: Iterable[Dict[str, Any]], prefix: str) -> List[Dict[str, Any]]:
     """The snapshots whose name starts with ``prefix``, ordered by id (oldest first)."""
     return sorted((s for s in snaps if s['name'].startswith(prefix)), key=lambda s: s['id'])
 
 
-def newest(snaps, prefix):
+def newest(snaps: Iterable[Dict[str, Any]], prefix: str) -> Optional[str]:
     """Name of the newest prefixed snapshot (highest id), or None."""
     own = with_prefix(snaps, prefix)
     return own[-1]['name'] if own else None
 
 
-def choose_base(source_snaps, dest_names, prefix, target=None):
+def choose_base(source_snaps: List[Dict[str, Any]], dest_names: Iterable[str], prefix: str,
+                target: Optional[str] = None) -> Optional[str]:
     """The newest prefixed snapshot that exists on both sides and is older than ``target``.
 
     Ordered by snapshot id on the source (creation order), never by date arithmetic:
@@ -112,7 +114,8 @@ def choose_base(source_snaps, dest_names, prefix, target=None):
     return best
 
 
-def plan_transfer(source_snaps, dest_snaps, prefix, target):
+def plan_transfer(source_snaps: List[Dict[str, Any]], dest_snaps: Optional[List[Dict[str, Any]]], prefix: str,
+                  target: str) -> Dict[str, Optional[str]]:
     """What bringing the destination up to ``target`` takes.
 
     ``dest_snaps`` is None when the destination image does not exist.
@@ -132,17 +135,17 @@ def plan_transfer(source_snaps, dest_snaps, prefix, target):
     return dict(action=ACTION_INCREMENTAL, base=base)
 
 
-def aside_name(image, now=None):
+def aside_name(image: str, now: Optional[datetime.datetime] = None) -> str:
     """Where a destination image that must be rebuilt is renamed to (kept, never deleted)."""
     return '%s.replaced-%s' % (image, (now or utcnow()).strftime(STAMP_FORMAT))
 
 
-def rebuild_name(image):
+def rebuild_name(image: str) -> str:
     """The temporary name a rebuilt destination image is imported under."""
     return '%s.rebuilding' % image
 
 
-def orphaned_names(source_names, dest_names):
+def orphaned_names(source_names: Iterable[str], dest_names: Iterable[str]) -> List[str]:
     """Pure: destination images whose source image is gone (our own rebuild leftovers excepted)."""
     source = set(source_names)
     return sorted(n for n in dest_names

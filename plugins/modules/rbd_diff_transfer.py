@@ -29,19 +29,22 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
   - ceph_rbd.backup.rbd.REMOTE
 notes:
-  - The common client options (O(cluster), O(conf), O(user), O(keyring)) describe the cluster of the
-    host the module runs on (the destination in pull mode, the source in push mode); O(remote_ceph) the other.
+  - O(ceph) names the cluster of the host the module runs on (the destination in pull mode, the source in
+    push mode); O(remote) the other host and O(remote.ceph) its cluster.
 attributes:
   check_mode:
     support: full
-    description: Reports per image the action, the base and the data bytes that would be sent; changes nothing.
+    details:
+      - Reports per image the plan (action, base, steps) and the data bytes that would be sent; changes nothing.
   diff_mode:
     support: full
-    description: Shows each destination image's newest replicated snapshot before and after.
+    details:
+      - Shows each destination image's newest replicated snapshot before and after.
 options:
   source_pool:
     description: The source pool.
@@ -130,7 +133,7 @@ options:
   live_import_wait:
     description:
       - An image that carries another run's import mark is touched only once nothing has written to it for a
-        few seconds (no watcher in C(rbd status): a killed C(import-diff)'s watch ends within ~30 s). This is
+        few seconds (no watcher in C(rbd status); a killed C(import-diff)'s watch ends within ~30 s). This is
         how long to wait for that before the image fails with a message naming that run.
     type: int
     default: 60
@@ -139,8 +142,8 @@ options:
       - This run's lock on the source pool (see M(ceph_rbd.backup.rbd_replication_lock)), renewed every
         O(run_lock.ttl)/3 seconds while the transfer works and once more at its end, so that a run longer
         than the lock's ttl keeps it. It is renewed on the source cluster (over ssh in pull mode, with the
-        O(remote_ceph) user, which must be able to write the lock object; a renewal that fails is a warning).
-      - Its O(run_lock.run) goes into the import marks: another run finding such a mark touches the image only
+        O(remote.ceph) user, which must be able to write the lock object; a renewal that fails is a warning).
+      - Its O(run_lock.run) goes into the import marks. Another run finding such a mark touches the image only
         once nothing writes to it any more (no watcher in C(rbd status)), whatever the lock says.
     type: dict
     suboptions:
@@ -169,19 +172,19 @@ EXAMPLES = r'''
 - name: Pull the changes of two images from the source host (runs on the backup host)
   ceph_rbd.backup.rbd_diff_transfer:
     mode: pull
-    ssh_host: ceph-src-1.example.com
-    ssh_user: backup
+    remote:
+      host: ceph-src-1.example.com
+      user: backup
+      cipher: aes128-gcm@openssh.com
+      ceph: {user: backup-ro}
+    ceph: {user: backup}
     source_pool: rbd
     dest_pool: rbd-backup
     images: [vm-101-disk-0, vm-102-disk-0]
-    remote_ceph:
-      user: backup-ro
-    user: backup
-    ssh_cipher: aes128-gcm@openssh.com
 
 - name: What would be sent tonight (check mode)
   ceph_rbd.backup.rbd_diff_transfer:
-    ssh_host: ceph-src-1.example.com
+    remote: {host: ceph-src-1.example.com}
     source_pool: rbd
     images: [vm-101-disk-0]
   check_mode: true
@@ -201,8 +204,20 @@ images:
       description: The destination image.
       type: str
     action:
-      description: V(initial), V(incremental), V(up_to_date) or V(rebuild).
+      description: V(initial), V(incremental), V(up_to_date) or V(rebuild); V(rollback) for a restore onto an
+        image that holds the snapshot. Check mode reports the action the real run takes.
       type: str
+    steps:
+      description:
+        - The plan's steps in order, as carried out (in check mode, as they would be), e.g.
+          C(rollback vm-1 backup-20261201T000000Z), C(import into vm-1 from backup-20261130T000000Z),
+          C(snap vm-1) (nothing was written on the source - the snapshot is made without a stream).
+      type: list
+      elements: str
+    keep:
+      description: The snapshots a prune must keep for this image on both sides (the new common base).
+      type: list
+      elements: str
     base:
       description: The common snapshot the diff starts from (none for initial and rebuild).
       type: str
@@ -286,101 +301,105 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            source_pool=dict(type='str', required=True),
-            source_namespace=dict(type='str'),
-            dest_pool=dict(type='str'),
-            dest_namespace=dict(type='str'),
-            images=dict(type='list', elements='raw', required=True),
-            snapshot=dict(type='str'),
-            prefix=dict(type='str', default='backup-'),
-            allow_rollback=dict(type='bool', default=False),
-            restore=dict(type='bool', default=False),
-            overwrite=dict(type='bool', default=False),
-            compression=dict(type='str', choices=['none', 'zstd'], default='none'),
-            compression_level=dict(type='int', default=3),
-            bwlimit=dict(type='str'),
-            max_streams=dict(type='int', default=4),
-            digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
-            live_import_wait=dict(type='int', default=60),
-            run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True),
-                                                    run=dict(type='str', required=True),
-                                                    ttl=dict(type='int', default=21600),
-                                                    renew=dict(type='bool', default=True))),
-            **REMOTE_ARGUMENT_SPEC
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    items = image_items(module, fields=('dest_image', 'snapshot', 'source_snapshots', 'previous', 'unchanged'))
+SPEC = dict(
+    source_pool=dict(type='str', required=True),
+    source_namespace=dict(type='str'),
+    dest_pool=dict(type='str'),
+    dest_namespace=dict(type='str'),
+    images=dict(type='list', elements='raw', required=True),
+    snapshot=dict(type='str'),
+    prefix=dict(type='str', default='backup-'),
+    allow_rollback=dict(type='bool', default=False),
+    restore=dict(type='bool', default=False),
+    overwrite=dict(type='bool', default=False),
+    compression=dict(type='str', choices=['none', 'zstd'], default='none'),
+    compression_level=dict(type='int', default=3),
+    bwlimit=dict(type='str'),
+    max_streams=dict(type='int', default=4),
+    digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
+    live_import_wait=dict(type='int', default=60),
+    run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True), run=dict(type='str', required=True),
+                                            ttl=dict(type='int', default=21600), renew=dict(type='bool', default=True))),
+    **REMOTE_ARGUMENT_SPEC
+)
+
+
+def _check_inputs(module, p, items):
+    """Everything that can be wrong before anything is asked of a cluster; returns the bwlimit in bytes/s."""
     for item in items:
         snap = item.get('snapshot') or p['snapshot']
-        problem = hints_problem(item)
+        problem = hints_problem(item) or (snap and validate_snapshot_name(snap))
         if problem:
             module.fail_json(msg='image %s: %s' % (item['image'], problem))
-        if snap and validate_snapshot_name(snap):
-            module.fail_json(msg='image %s: %s' % (item['image'], validate_snapshot_name(snap)))
     if not p['prefix']:
         module.fail_json(msg='prefix must not be empty')
-    bwlimit = None
-    if p['bwlimit']:
-        try:
-            bwlimit = human_to_bytes(p['bwlimit'])
-        except ValueError as e:
-            module.fail_json(msg='bwlimit: %s' % e)
     if p['compression'] == 'zstd' and not shutil.which('zstd'):
         module.fail_json(msg='compression=zstd needs the zstd CLI on this host (apt-get install zstd)')
     if not shutil.which('rbd'):
         module.fail_json(msg='the rbd CLI is not installed on this host (apt-get install ceph-common)')
+    try:
+        return human_to_bytes(p['bwlimit']) if p['bwlimit'] else None
+    except ValueError as e:
+        module.fail_json(msg='bwlimit: %s' % e)
 
+
+def _sides(p, remote, local_rbd):
+    """(source, destination): in pull mode this host is the destination, in push mode the source."""
+    dest_pool = p['dest_pool'] or p['source_pool']
+    dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
+    if p['mode'] == 'pull':
+        return (Side(remote.rbd, p['source_pool'], p['source_namespace'], remote_ssh=remote.stream_ssh),
+                Side(local_rbd, dest_pool, dest_ns))
+    return (Side(local_rbd, p['source_pool'], p['source_namespace']),
+            Side(remote.rbd, dest_pool, dest_ns, remote_ssh=remote.stream_ssh))
+
+
+def _options(module, p, bwlimit):
+    def progress(image, nbytes, seconds):
+        module.log('rbd_diff_transfer %s: %d bytes in %.0f s (%.1f MB/s)'
+                   % (image, nbytes, seconds, nbytes / 1e6 / max(seconds, 1e-6)))
+
+    return TransferOptions(prefix=p['prefix'], allow_rollback=p['allow_rollback'], compression=p['compression'],
+                           compression_level=p['compression_level'], bwlimit=bwlimit, idle_timeout=p['timeout'],
+                           check_mode=module.check_mode, progress=progress, restore=p['restore'],
+                           overwrite=p['overwrite'], max_streams=p['max_streams'], digest=p['digest'],
+                           run=(p['run_lock'] or {}).get('run'), mark_wait=p['live_import_wait'])
+
+
+def _run_keeping_the_lock(module, p, src, items, work):
+    """Run the transfers; with run_lock, renew the run's lock on the source while they work."""
+    lock = p['run_lock']
+    if not lock or not lock['renew'] or module.check_mode:
+        return run_images(module, items, work), {}
+    keeper = Keeper(RunLock(src.rbd, lock['pool']), lock['run'], lock['ttl'],
+                    'ceph_rbd.backup run %s, transfer on %s' % (lock['run'], socket.gethostname()))
+    with keeper:
+        outcomes = run_images(module, items, work)
+    if keeper.problems:
+        module.warn('the run lock on pool %s could not be renewed %d time(s): %s. Another run may take it once it '
+                    'expires; images being imported stay protected by their marks'
+                    % (lock['pool'], len(keeper.problems), keeper.problems[-1]))
+    return outcomes, dict(run_lock=keeper.report())
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**SPEC), supports_check_mode=True)
+    p = module.params
+    items = image_items(module, fields=('dest_image', 'snapshot', 'source_snapshots', 'previous', 'unchanged'))
+    bwlimit = _check_inputs(module, p, items)
     with Remote(p) as remote:
-        local_rbd = librbd_client(p)
-        remote_rbd, stream_ssh = remote.rbd, remote.stream_ssh
-        dest_pool = p['dest_pool'] or p['source_pool']
-        dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
-        if p['mode'] == 'pull':
-            src = Side(remote_rbd, p['source_pool'], p['source_namespace'], remote_ssh=stream_ssh)
-            dst = Side(local_rbd, dest_pool, dest_ns)
-        else:
-            src = Side(local_rbd, p['source_pool'], p['source_namespace'])
-            dst = Side(remote_rbd, dest_pool, dest_ns, remote_ssh=stream_ssh)
-
+        src, dst = _sides(p, remote, librbd_client(p))
         if not dst.rbd.pool_exists(dst.pool, dst.namespace):
             module.fail_json(msg='the destination pool %s does not exist (create it on the destination cluster, '
                              'e.g. ceph osd pool create %s && rbd pool init %s)' % (
                                  dst.pool + ('/' + dst.namespace if dst.namespace else ''), dst.pool, dst.pool))
-
-        def progress(image, nbytes, seconds):
-            module.log('rbd_diff_transfer %s: %d bytes in %.0f s (%.1f MB/s)'
-                       % (image, nbytes, seconds, nbytes / 1e6 / max(seconds, 1e-6)))
-
-        opts = TransferOptions(prefix=p['prefix'], allow_rollback=p['allow_rollback'],
-                               compression=p['compression'], compression_level=p['compression_level'],
-                               bwlimit=bwlimit, idle_timeout=p['timeout'], check_mode=module.check_mode,
-                               progress=progress, restore=p['restore'], overwrite=p['overwrite'],
-                               max_streams=p['max_streams'], digest=p['digest'],
-                               run=(p['run_lock'] or {}).get('run'), mark_wait=p['live_import_wait'])
+        opts = _options(module, p, bwlimit)
 
         def work(item):
             return transfer_image(src, dst, item['image'], item.get('dest_image'),
                                   item.get('snapshot') or p['snapshot'], opts, hints=item)
 
-        extra = {}
-        if p['run_lock'] and p['run_lock']['renew'] and not module.check_mode:
-            lock = p['run_lock']
-            keeper = Keeper(RunLock(src.rbd, lock['pool']), lock['run'], lock['ttl'],
-                            'ceph_rbd.backup run %s, transfer on %s' % (lock['run'], socket.gethostname()))
-            with keeper:
-                outcomes = run_images(module, items, work)
-            extra['run_lock'] = keeper.report()
-            if keeper.problems:
-                module.warn('the run lock on pool %s could not be renewed %d time(s): %s. Another run may take '
-                            'it once it expires; images being imported stay protected by their marks'
-                            % (lock['pool'], len(keeper.problems), keeper.problems[-1]))
-        else:
-            outcomes = run_images(module, items, work)
+        outcomes, extra = _run_keeping_the_lock(module, p, src, items, work)
     results = [r for _i, r, e in outcomes if e is None]
     before = dict((r['dest_image'], r['base'] if r.get('action') != 'initial' else None) for r in results)
     after = dict((r['dest_image'], r['snapshot']) for r in results)

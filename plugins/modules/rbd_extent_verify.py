@@ -22,18 +22,13 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
+  - ceph_rbd.backup.attributes.READ_ONLY
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
 requirements:
   - python3-rbd and python3-rados for fast reads with V(data) (without them it streams C(rbd export)). They
     read in a child process; if it crashes or stalls, the image is read again with C(rbd export).
-attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: The module changes nothing, so there is no diff.
 options:
   pool:
     description: The pool that holds the images.

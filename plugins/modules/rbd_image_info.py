@@ -16,15 +16,10 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
+  - ceph_rbd.backup.attributes.READ_ONLY
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: The module changes nothing, so there is no diff.
 options:
   pool:
     description: The pool.
@@ -51,6 +46,12 @@ options:
     description: With O(snapshots=true), also return each image's newest snapshot with this prefix.
     type: str
     default: backup-
+  fail_on_missing_pool:
+    description:
+      - Fail, saying how to create it, when O(pool) (or O(namespace)) does not exist. By default the module
+        reports RV(pool_exists=false) and lists nothing.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -102,6 +103,7 @@ def main():
             exclude=dict(type='list', elements='str', default=[]),
             snapshots=dict(type='bool', default=False),
             prefix=dict(type='str', default='backup-'),
+            fail_on_missing_pool=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )
@@ -109,7 +111,14 @@ def main():
     rbd = librbd_client(p)
     try:
         if not rbd.pool_exists(p['pool'], p['namespace']):
-            module.exit_json(changed=False, pool_exists=False, names=[], images=[], failed_images=[])
+            missing = dict(changed=False, pool_exists=False, names=[], images=[], failed_images=[])
+            if p['fail_on_missing_pool']:
+                module.fail_json(msg='the pool %s does not exist on this cluster: create it first (ceph osd pool create '
+                                 '%s && rbd pool init %s%s)' % (p['pool'] + ('/' + p['namespace'] if p['namespace'] else ''),
+                                                               p['pool'], p['pool'],
+                                 ', rbd namespace create %s/%s' % (p['pool'], p['namespace']) if p['namespace'] else ''),
+                                 **missing)
+            module.exit_json(**missing)
         names = select_names(rbd.list_images(p['pool'], p['namespace']), p['include'], p['exclude'])
     except RbdError as e:
         module.fail_json(**e.as_dict())

@@ -24,14 +24,15 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
 attributes:
   check_mode:
     support: full
-    description: Reports whether the lock is free; takes or breaks nothing.
+    details:
+      - Reports whether the lock is free; takes or breaks nothing.
   diff_mode:
     support: none
-    description: Not supported.
 options:
   pool:
     description: The pool to lock.

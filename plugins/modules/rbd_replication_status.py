@@ -21,16 +21,19 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
   - ceph_rbd.backup.rbd.REMOTE
 attributes:
   check_mode:
     support: full
-    description: Reads only (the textfile is not written in check mode).
+    details:
+      - Reads only; the textfile is not written in check mode.
   diff_mode:
-    support: none
-    description: The module changes nothing in the clusters, so there is no diff.
+    support: N/A
+    details:
+      - The module changes nothing in the clusters.
 options:
   source_pool:
     description: The source pool.
@@ -45,8 +48,13 @@ options:
   dest_namespace:
     description: The RBD namespace in O(dest_pool); defaults to O(source_namespace).
     type: str
-  images:
-    description: Image names or shell patterns; empty means every image of the source pool.
+  include:
+    description: Shell-style patterns; an image of the source pool is reported if it matches one.
+    type: list
+    elements: str
+    default: ['*']
+  exclude:
+    description: Shell-style patterns of images not to report.
     type: list
     elements: str
     default: []
@@ -75,7 +83,7 @@ EXAMPLES = r'''
 - name: Nagios-style freshness check of the backups of pool rbd (runs on the backup host)
   ceph_rbd.backup.rbd_replication_status:
     source_pool: rbd
-    ssh_host: ceph-src-1.example.com
+    remote: {host: ceph-src-1.example.com}
     warn_age: 26h
     crit_age: 50h
     prometheus_textfile: /var/lib/prometheus/node-exporter/ceph_rbd_backup.prom
@@ -152,7 +160,8 @@ def main():
         source_namespace=dict(type='str'),
         dest_pool=dict(type='str'),
         dest_namespace=dict(type='str'),
-        images=dict(type='list', elements='str', default=[]),
+        include=dict(type='list', elements='str', default=['*']),
+        exclude=dict(type='list', elements='str', default=[]),
         prefix=dict(type='str', default='backup-'),
         warn_age=dict(type='str', default='26h'),
         crit_age=dict(type='str', default='50h'),
@@ -174,7 +183,7 @@ def main():
         src, dst = (remote.rbd, local) if p['mode'] == 'pull' else (local, remote.rbd)
         try:
             names = select_names(src.list_images(p['source_pool'], p['source_namespace']),
-                                 p['images'] or ['*'], [])
+                                 p['include'], p['exclude'])
         except RbdError as e:
             module.fail_json(**e.as_dict())
 

@@ -14,20 +14,23 @@ description:
   - Creates (or removes) one snapshot, with the same name, on every listed image of a pool,
     concurrently.
   - Names are O(prefix) followed by the UTC time to the second (for example C(backup-20261126T114059Z))
-    unless O(name) is given. Creating a snapshot that already exists is not a change.
+    unless O(snapshot) is given. Creating a snapshot that already exists is not a change.
   - Snapshots whose name does not start with O(prefix) are never removed.
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
 attributes:
   check_mode:
     support: full
-    description: Reports the snapshot that would be created or removed; changes nothing.
+    details:
+      - Reports the snapshot that would be created or removed; changes nothing.
   diff_mode:
     support: full
-    description: Shows each image's prefixed snapshots before and after.
+    details:
+      - Shows each image's prefixed snapshots before and after.
 options:
   pool:
     description: The pool that holds the images.
@@ -55,7 +58,7 @@ options:
     type: list
     elements: str
     default: []
-  name:
+  snapshot:
     description:
       - The snapshot name. Default is O(prefix) plus the current UTC time, computed once for all images.
       - Required with O(state=absent).
@@ -87,7 +90,7 @@ EXAMPLES = r'''
   ceph_rbd.backup.rbd_snapshot:
     pool: rbd
     images: vm-101-disk-0
-    name: backup-20261126T010000Z
+    snapshot: backup-20261126T010000Z
     state: absent
 
 # Ad hoc:
@@ -156,11 +159,25 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, run_images, select_names,
+    argument_spec, finish, image_items, image_name_problem, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import source_hints
+
+
+def _listed_items(module, rbd, p):
+    """The images of the pool that match include/exclude (like zfs snapshot -r); fails when the pool is gone."""
+    try:
+        if not rbd.pool_exists(p['pool'], p['namespace']):
+            module.fail_json(msg='pool %s does not exist' % (p['pool'] + ('/' + p['namespace'] if p['namespace']
+                                                                          else '')), pool_exists=False)
+        listed = rbd.list_images(p['pool'], p['namespace'])
+    except RbdError as e:
+        module.fail_json(**e.as_dict())
+    if p['parallel'] < 1:
+        module.fail_json(msg='parallel must be at least 1, got %d' % p['parallel'])
+    return [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
 
 
 def main():
@@ -171,31 +188,19 @@ def main():
             images=dict(type='list', elements='str', aliases=['image']),
             include=dict(type='list', elements='str'),
             exclude=dict(type='list', elements='str', default=[]),
-            name=dict(type='str'),
+            snapshot=dict(type='str'),
             prefix=dict(type='str', default='backup-'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
-        required_if=[('state', 'absent', ['name'])],
+        required_if=[('state', 'absent', ['snapshot'])],
         required_one_of=[('images', 'include')],
         mutually_exclusive=[('images', 'include')],
         supports_check_mode=True,
     )
     p = module.params
     rbd = librbd_client(p)
-    if p['include'] is not None:
-        try:
-            if not rbd.pool_exists(p['pool'], p['namespace']):
-                module.fail_json(msg='pool %s does not exist' % (p['pool'] + ('/' + p['namespace'] if p['namespace']
-                                                                              else '')), pool_exists=False)
-            listed = rbd.list_images(p['pool'], p['namespace'])
-        except RbdError as e:
-            module.fail_json(**e.as_dict())
-        items = [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
-        if p['parallel'] < 1:
-            module.fail_json(msg='parallel must be at least 1, got %d' % p['parallel'])
-    else:
-        items = image_items(module)
-    name = p['name'] or _snapshots.make_name(p['prefix'])
+    items = _listed_items(module, rbd, p) if p['include'] is not None else image_items(module)
+    name = p['snapshot'] or _snapshots.make_name(p['prefix'])
     problem = _snapshots.validate_snapshot_name(name)
     if problem:
         module.fail_json(msg=problem)
@@ -206,6 +211,8 @@ def main():
 
     def work(item):
         image = item['image']
+        if image_name_problem(image):    # a listed image the rbd CLI of the next steps could not take safely
+            raise RbdError(image_name_problem(image), image=image_label(p['pool'], image, p['namespace']))
         snaps = rbd.snapshots_or_none(p['pool'], image, p['namespace'])
         if snaps is None:
             raise RbdError('the image does not exist', image=image_label(p['pool'], image, p['namespace']))

@@ -20,15 +20,18 @@ description:
 author:
   - ceph_rbd.backup contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
   - ceph_rbd.backup.rbd.IMAGES
 attributes:
   check_mode:
     support: full
-    description: Returns what would be removed and kept; removes nothing.
+    details:
+      - Returns what would be removed and kept; removes nothing.
   diff_mode:
     support: full
-    description: Shows each image's prefixed snapshots before and after.
+    details:
+      - Shows each image's prefixed snapshots before and after.
 options:
   pool:
     description: The pool that holds the images.

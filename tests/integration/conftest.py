@@ -188,26 +188,25 @@ class Bed:
 
     def src_module(self, name, args, **kw):
         args = dict(args)
-        for k, v in self.src.ceph_args().items():
-            args.setdefault(k, v)
+        args.setdefault('ceph', self.src.ceph_args())
         return self.module('source', name, args, **kw)
 
     def dst_module(self, name, args, **kw):
         args = dict(args)
-        for k, v in self.dst.ceph_args().items():
-            args.setdefault(k, v)
+        args.setdefault('ceph', self.dst.ceph_args())
         return self.module('backup', name, args, **kw)
 
     def pull_args(self):
         """The rbd_diff_transfer connection options for pull mode (runs on backup, reads source)."""
-        return dict(ssh_host='127.0.0.2', ssh_port=int(self.env.get('SSH_PORT', 2222)), ssh_user='root',
-                    ssh_options=['-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % self.dir,
-                                 '-o', 'StrictHostKeyChecking=yes'],
-                    remote_ceph=self.src.ceph_args())
+        return dict(remote=dict(host='127.0.0.2', port=int(self.env.get('SSH_PORT', 2222)), user='root',
+                                options=['-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % self.dir,
+                                         '-o', 'StrictHostKeyChecking=yes'],
+                                ceph=self.src.ceph_args()))
 
     def push_args(self):
         args = self.pull_args()
-        args.update(ssh_host='127.0.0.3', remote_ceph=self.dst.ceph_args(), mode='push')
+        args['remote'].update(host='127.0.0.3', ceph=self.dst.ceph_args())
+        args['mode'] = 'push'
         return args
 
 

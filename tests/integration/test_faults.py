@@ -36,8 +36,7 @@ def test_interrupted_transfer_leaves_no_snapshot_and_next_run_recovers(bed, pool
     # A slow stream (bwlimit) so that the import can be killed in the middle.
     args = dict(source_pool=pools, images=['vm'], bwlimit='16M')
     args.update(bed.pull_args())
-    for k, v in bed.dst.ceph_args().items():
-        args.setdefault(k, v)
+    args.setdefault('ceph', bed.dst.ceph_args())
 
     proc = subprocess.Popen(['ansible', 'backup', '-i', bed.inventory, '-m', 'ceph_rbd.backup.rbd_diff_transfer',
                              '-a', json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -201,7 +200,7 @@ def test_namespaces_replicate(bed, pools):
 
 
 @pytest.mark.parametrize('extra,message', [
-    (dict(rbd_replicate_pools=[dict(pool='no-such-pool')]), 'The source pool no-such-pool does not exist'),
+    (dict(rbd_replicate_pools=[dict(pool='no-such-pool')]), 'pool no-such-pool does not exist'),
     (dict(rbd_replicate_dest_host='nohost'), "rbd_replicate_dest_host must name a host of the inventory"),
     (dict(rbd_replicate_retention_source=dict(last=-1)), 'rbd_replicate_retention_source: retention last must not be negative'),
     (dict(rbd_replicate_retention_dest=dict(dayly=3)), 'unknown retention rule(s) dayly'),

@@ -43,7 +43,7 @@ def test_pull_with_read_only_user_and_forced_command(bed, pools):
 
     args = dict(source_pool=pools, images=['vm'], compression='zstd')
     args.update(bed.pull_args())
-    args.update(ssh_key=key, remote_ceph=ro)
+    args['remote'].update(key=key, ceph=ro)
     r = bed.dst_module('rbd_diff_transfer', args)
     assert r['images'][0]['action'] == 'initial'
     bed.src.write(pools, 'vm', 4 * MiB, random_data(MiB, seed=2))

@@ -9,7 +9,7 @@ MiB = 1 << 20
 
 
 def snap(bed, pool, image, name):
-    return bed.src_module('rbd_snapshot', dict(pool=pool, images=[image], name=name))
+    return bed.src_module('rbd_snapshot', dict(pool=pool, images=[image], snapshot=name))
 
 
 def transfer(bed, pool, images, **kw):
@@ -31,25 +31,25 @@ def verify(bed, side, pool, images, method='data', expected=None, expect_failed=
 
 def test_rbd_snapshot_adhoc_idempotent_check_and_diff(bed, pools):
     bed.src.create(pools, 'img', MiB)
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], name='backup-manual'), check=True)
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], snapshot='backup-manual'), check=True)
     assert r['changed'] and bed.src.snaps(pools, 'img') == []
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], name='backup-manual'), diff=True)
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], snapshot='backup-manual'), diff=True)
     assert r['changed'] and '+        "backup-manual"' in r['_stdout'], r['_stdout']
     assert bed.src.snaps(pools, 'img') == ['backup-manual']
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], name='backup-manual'))
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], snapshot='backup-manual'))
     assert not r['changed']
     # a generated name: prefix + UTC stamp
     r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], prefix='nightly-'))
     assert r['snapshot'].startswith('nightly-') and r['snapshot'].endswith('Z')
     # foreign (unprefixed) snapshots are never removed
     bed.src.snap(pools, 'img', 'keepme')
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], name='keepme', state='absent'),
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], snapshot='keepme', state='absent'),
                        expect_failed=True)
     assert 'does not start with the prefix' in r['msg']
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], name='backup-manual', state='absent'))
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img'], snapshot='backup-manual', state='absent'))
     assert r['changed'] and 'backup-manual' not in bed.src.snaps(pools, 'img')
     # one missing image fails by name, the others still get their snapshot
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img', 'nope'], name='backup-2'),
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=['img', 'nope'], snapshot='backup-2'),
                        expect_failed=True)
     assert 'nope' in r['msg'] and r['failed_images'] == ['nope']
     assert 'backup-2' in bed.src.snaps(pools, 'img')
@@ -58,17 +58,17 @@ def test_rbd_snapshot_adhoc_idempotent_check_and_diff(bed, pools):
 def test_rbd_snapshot_lists_the_pool_with_include_and_exclude(bed, pools):
     for name in ('vm-1', 'vm-2', 'vm-2-scratch', 'db'):
         bed.src.create(pools, name, MiB)
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-a'),
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], snapshot='backup-a'),
                        check=True)
     assert r['names'] == ['vm-1', 'vm-2'] and r['changed']
     assert bed.src.snaps(pools, 'vm-1') == []                       # check mode changed nothing
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-a'))
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], snapshot='backup-a'))
     assert r['names'] == ['vm-1', 'vm-2']
     assert [bed.src.snaps(pools, n) for n in ('vm-1', 'vm-2', 'vm-2-scratch', 'db')] == [
         ['backup-a'], ['backup-a'], [], []]
     # what the transfer is handed: the snapshot list, the previous one, and whether anything changed
     bed.src.write(pools, 'vm-2', 0, random_data(4096, seed=3))
-    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], name='backup-b'))
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, include=['vm-*'], exclude=['*-scratch'], snapshot='backup-b'))
     by = dict((i['image'], i) for i in r['images'])
     assert by['vm-1']['previous'] == 'backup-a' and by['vm-1']['unchanged'] is True
     assert by['vm-2']['previous'] == 'backup-a' and by['vm-2']['unchanged'] is False

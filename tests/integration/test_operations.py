@@ -63,7 +63,7 @@ def test_status_reports_age_and_counts_and_fails_when_stale(bed, pools, tmp_path
     metrics = open(textfile).read()
     assert 'ceph_rbd_backup_state{pool="%s",dest_pool="%s",image="never"} 2' % (pools, pools) in metrics
     assert 'ceph_rbd_backup_state{pool="%s",dest_pool="%s",image="fresh"} 0' % (pools, pools) in metrics
-    args = dict(source_pool=pools, images=['fresh'], warn_age='0', crit_age='1d')
+    args = dict(source_pool=pools, include=['fresh'], warn_age='0', crit_age='1d')
     args.update(bed.pull_args())
     r = bed.dst_module('rbd_replication_status', args)
     i = r['images'][0]

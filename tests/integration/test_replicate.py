@@ -73,7 +73,7 @@ def test_missing_destination_pool_is_a_clear_error(bed, pools):
     bed.src.create(pools, 'x', MiB)
     extra = dict(rbd_replicate_pools=[dict(pool=pools, dest_pool='no-such-pool')])
     out = bed.playbook(extra=extra, expect_rc=2)
-    assert 'The destination pool no-such-pool does not exist on backup' in out
+    assert 'the pool no-such-pool does not exist on this cluster: create it first' in out and 'backup' in out
     assert bed.src.snaps(pools, 'x') == []   # nothing was changed before the error
 
 

@@ -39,31 +39,32 @@ def _lock_info(bed, pools):
 
 
 def test_a_run_keeps_its_lock_past_the_ttl_and_no_run_touches_a_live_import(bed, pools):
-    bed.src.create(pools, 'vm', 64 * MiB)
-    bed.src.write(pools, 'vm', 0, random_data(16 * MiB, seed=1))
-    # ~16 s of stream at 1 MiB/s against a 4 s ttl: the run lives four ttls
-    slow = role_vars(pools, rbd_replicate_lock_ttl=4, rbd_replicate_bwlimit='1m')
-    first = _start(bed, slow)
-    _wait_for_import(pools)
-    time.sleep(9)
+    bed.src.create(pools, 'vm', 128 * MiB)
+    bed.src.write(pools, 'vm', 0, random_data(48 * MiB, seed=1))
+    # ~24 s of stream at 2 MiB/s against a 4 s ttl: the run outlives its ttl many times
+    first = _start(bed, role_vars(pools, rbd_replicate_lock_ttl=4, rbd_replicate_bwlimit='2m'))
+    importing = _wait_for_import(pools)
+    mark = json.loads(bed.dst.meta(pools, 'vm')[MARK])
+    time.sleep(6)
     held = _lock_info(bed, pools)
-    assert held['type'] == 'shared' and held['lockers'], held          # renewed: still held after 2 ttls
+    assert held['type'] == 'shared' and held['lockers'], held          # renewed: still held after 1.5 ttls
     run = held['tag']
-    # a second run meanwhile is refused, naming the first run
-    second = bed.playbook(extra=role_vars(pools, rbd_replicate_lock_ttl=4), expect_rc=2)
-    assert 'another replication run holds the lock on pool %s: run %s' % (pools, run) in second, second[-3000:]
+    assert mark['run'] == run and mark['snapshot'] == bed.src.snaps(pools, 'vm')[-1]
     # a transfer of another run (as after the lock had been broken or lost) finds the live run's mark and
     # the import's watch, waits, and leaves the image alone, naming the run that writes
-    mark = json.loads(bed.dst.meta(pools, 'vm')[MARK])
-    assert mark['run'] == run
-    args = dict(source_pool=pools, images=['vm'], live_import_wait=3, run_lock=dict(pool=pools, run='intruder',
-                                                                                    renew=False))
+    args = dict(source_pool=pools, images=['vm'], live_import_wait=3,
+                run_lock=dict(pool=pools, run='intruder', renew=False))
     args.update(bed.pull_args())
     r = bed.dst_module('rbd_diff_transfer', args, expect_failed=True)
     assert 'an import into this image by run %s' % run in r['msg'] and 'still writing' in r['msg'], r['msg']
-    out, _ = first.communicate(timeout=300)
+    # a second run meanwhile is refused, naming the first run
+    second = bed.playbook(extra=role_vars(pools, rbd_replicate_lock_ttl=4), expect_rc=2)
+    assert 'another replication run holds the lock on pool %s: run %s' % (pools, run) in second, second[-3000:]
+    assert set(importing) & set(_pids('rbd .*import-diff .*--pool %s ' % pools)), \
+        'the first run finished too early: the test proved nothing (make its stream longer)'
+    out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out[-4000:]
-    assert 'run_lock' not in out or 'could not be renewed' not in out, out[-4000:]
+    assert 'could not be renewed' not in out, out[-4000:]
     assert_replicated(bed, pools, 'vm')
     assert MARK not in bed.dst.meta(pools, 'vm')
     assert _lock_info(bed, pools)['lockers'] == []                       # released at the end

@@ -19,8 +19,7 @@ def _start_transfer(bed, pools, **extra):
     args = dict(source_pool=pools, images=['vm'], timeout=15, bwlimit='32M')
     args.update(bed.pull_args())
     args.update(extra)
-    for k, v in bed.dst.ceph_args().items():
-        args.setdefault(k, v)
+    args.setdefault('ceph', bed.dst.ceph_args())
     return subprocess.Popen(['ansible', 'backup', '-i', bed.inventory, '-m', 'ceph_rbd.backup.rbd_diff_transfer',
                              '-a', json.dumps(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=bed.ansible_env(), text=True)

@@ -671,7 +671,9 @@ main() {
   local cmd="${1:-}"
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    up) cmd_up ;;
+    # one 'up' at a time: pytest-xdist workers, the soak and the bench all call it (their temporary files
+    # and the daemons they start would race)
+    up) mkdir -p "$DIR"; exec 9>"$DIR/.up.lock"; flock 9; cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;

@@ -144,7 +144,8 @@ def test_replication_report_lines():
 def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
-                      'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify'}
+                      'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify',
+                      'remote_of', 'pool_sides', 'prune_items'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -221,3 +222,48 @@ def test_images_to_verify_skips_results_without_a_snapshot():
     # a check-mode or failed-before-snapshot result has no snapshot to verify
     assert F.images_to_verify([dict(image='a', action='initial', snapshot=None)], 'full') == []
     assert F.images_to_verify(None, 'full') == []
+
+
+# -- remote_of / pool_sides / prune_items: how the role names both sides ------------------------------------
+def test_remote_of_takes_the_inventory_unless_overridden():
+    hv = dict(ansible_host='10.0.0.11', ansible_user='root', ansible_port=2222)
+    assert F.remote_of('src-1', hv) == dict(host='10.0.0.11', user='root', port=2222)
+    ssh = dict(host='', user='backup', port='0', key='/k', options=['-o', 'X=y'], cipher='aes128-gcm@openssh.com')
+    assert F.remote_of('src-1', hv, ssh, dict(user='backup-ro', conf='')) == dict(
+        host='10.0.0.11', user='backup', port=2222, key='/k', options=['-o', 'X=y'],
+        cipher='aes128-gcm@openssh.com', ceph=dict(user='backup-ro'))
+    assert F.remote_of('src-1', {}) == dict(host='src-1')          # no ansible_host: the inventory name
+
+
+SETTINGS = dict(transport='pull', dest_host='bak-1', source_ceph=dict(conf='/s.conf'), dest_ceph=dict(conf='/d.conf'),
+                remote_ceph={}, verify='data', verify_source='stream', ssh=dict(cipher='c'))
+HOSTVARS = {'src-1': dict(ansible_host='10.0.0.11'), 'bak-1': dict(ansible_host='10.0.1.11', ansible_user='root')}
+
+
+def test_pool_sides_pull():
+    s = F.pool_sides(dict(pool='rbd', dest_pool='rbd-backup', namespace='t1'), SETTINGS, HOSTVARS, 'src-1')
+    assert (s['src_pool'], s['src_ns'], s['dst_pool'], s['dst_ns']) == ('rbd', 't1', 'rbd-backup', 't1')
+    assert s['transfer_host'] == 'bak-1' and s['local_ceph'] == dict(conf='/d.conf')
+    assert s['remote'] == dict(host='10.0.0.11', cipher='c', ceph=dict(conf='/s.conf'))
+    assert s['in_stream'] is True and s['digest'] == 'data' and s['hold'] == 'bak-1/rbd-backup/t1'
+
+
+def test_pool_sides_push_and_overrides():
+    settings = dict(SETTINGS, transport='push', remote_ceph=dict(user='ro'), verify='full')
+    s = F.pool_sides(dict(pool='rbd'), settings, HOSTVARS, 'src-1')
+    assert s['transfer_host'] == 'src-1' and s['local_ceph'] == dict(conf='/s.conf')
+    assert s['remote'] == dict(host='10.0.1.11', user='root', cipher='c', ceph=dict(user='ro'))
+    assert (s['dst_pool'], s['dst_ns'], s['hold']) == ('rbd', None, 'bak-1/rbd')
+    assert s['in_stream'] is False and s['digest'] == 'none'     # full reads both sides
+
+
+def test_prune_items_keep_what_the_transfer_says():
+    results = [dict(image='a', action='incremental', base='s1', snapshot='s2', keep=['s2']),
+               dict(image='b', action='initial', base=None, snapshot='s2', keep=['s2']),
+               dict(image='c', failed=True),
+               dict(image='d', action='incremental', base='s1', snapshot='s2')]          # no keep: old results
+    assert F.prune_items(results) == [dict(image='a', keep=['s2']), dict(image='b', keep=['s2']),
+                                      dict(image='d', keep=['s2'])]
+    # in check mode an image that would be created has nothing to prune on the destination yet
+    assert [i['image'] for i in F.prune_items(results, 'dest', True)] == ['a', 'd']
+    assert F.prune_items(results, 'dest', True)[1]['keep'] == ['s2', 's1']

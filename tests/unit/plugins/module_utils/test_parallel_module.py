@@ -101,7 +101,7 @@ def test_argument_spec_merges():
     spec = M.argument_spec(pool=dict(type='str', required=True))
     assert spec['pool'] == dict(type='str', required=True)
     assert spec['parallel'] == dict(type='int', default=8)
-    assert spec['timeout']['default'] == 300 and 'keyring' in spec
+    assert spec['timeout']['default'] == 300 and 'keyring' in spec['ceph']['options'] and 'keyring' not in spec
 
 
 def test_image_items_normalizes():
@@ -169,3 +169,9 @@ def test_finish_error_already_naming_image_not_prefixed_twice():
 def test_run_images_uses_parallel():
     m = FakeModule(dict(parallel=None))
     assert M.run_images(m, [dict(image='a')], lambda i: i['image']) == [(dict(image='a'), 'a', None)]
+
+
+@pytest.mark.parametrize('name, bad', [('vm-1', False), ('vm 1 $(x)', False), ('-x', True), ('--log-file=/x', True),
+                                       ('a/b', True), ('a@b', True), ('a-', False)])
+def test_image_name_problem(name, bad):
+    assert bool(M.image_name_problem(name)) == bad

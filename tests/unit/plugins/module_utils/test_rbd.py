@@ -134,10 +134,11 @@ def test_rbd_argv_global_args_and_timeout():
 
 def test_rbd_from_params():
     fr = FakeRunner((0, '[]', ''))
-    rbd = Rbd.from_params(dict(cluster='x', conf=None, user=None, keyring='/k', timeout=9), runner=fr)
+    rbd = Rbd.from_params(dict(ceph=dict(cluster='x', conf=None, user=None, keyring='/k'), timeout=9), runner=fr)
     assert rbd.timeout == 9
     assert rbd.global_args[:4] == ['--cluster', 'x', '--keyring', '/k']
     assert Rbd.from_params(dict(timeout=9), runner=fr, timeout=3).timeout == 3
+    assert Rbd.from_params(dict(ceph=None)).global_args[:2] == ['--rados-osd-op-timeout', '300']
 
 
 def test_snapshots_sorted_by_id_and_protected_bool():
