@@ -1080,6 +1080,8 @@ class Soak:
             for f in r['expected_failed']:
                 if f['cause'] == 'foreign':
                     faults.append('foreign(%s refused)' % f['image'])
+                elif f['cause'] == 'dest-base':
+                    faults.append('rm-bak-base(%s refused)' % f['image'])
         if ctx.get('foreign') and not any('foreign(' in f for f in faults):
             faults.append('foreign(%s)' % ctx['foreign'])
         nrec.update(images=len(post['src']), backups=len(post['dst']), compared=compared, hashed=hashed,
@@ -1117,6 +1119,9 @@ class Soak:
                 if self.args.stop_on_failure and (rec['unexpected'] or rec['mismatches'] or rec['violations']):
                     log('stopping at the first failure (--stop-on-failure)')
                     break
+        except KeyboardInterrupt:
+            error = 'interrupted'
+            log('interrupted: cleaning up (a playbook still running ends by itself)')
         except Exception:  # noqa: BLE001 - the harness itself broke: say so, keep the result
             error = traceback.format_exc()
             log('HARNESS ERROR:\n%s' % error)
