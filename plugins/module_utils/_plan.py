@@ -39,7 +39,7 @@ class Facts:
     """
 
     def __init__(self, image, dest_image, target, src_snaps, dst_snaps=None, mark=None, dirty=None,
-                 dirty_since=None, source_unchanged=None, dest_size=None, tmp=None, aside=None):
+                 dirty_since=None, source_unchanged=None, dest_size=None, tmp=None, aside=None, dirty_covered=None):
         self.image = image
         self.dest_image = dest_image
         self.target = target
@@ -48,6 +48,8 @@ class Facts:
         self.mark = mark
         self.dirty = dirty
         self.dirty_since = dirty_since
+        # whether every extent where the head differs from dirty_since is rewritten by the diff we send anyway
+        self.dirty_covered = dirty_covered
         self.source_unchanged = source_unchanged
         self.dest_size = dest_size
         self.tmp = tmp
@@ -69,7 +71,7 @@ class Plan:
     """The decision for one image (see the module docstring for ``steps``)."""
 
     def __init__(self, action, base=None, steps=(), sends=False, recovered=False, rolled_back=False,
-                 unchanged=False, replaced_image=None, keep=(), error=None, error_side='dest'):
+                 unchanged=False, replaced_image=None, keep=(), error=None, error_side='dest', head_rewritten=False):
         self.action = action
         self.base = base
         self.steps = list(steps)
@@ -77,6 +79,7 @@ class Plan:
         self.recovered = recovered          # our own interrupted import is undone
         self.rolled_back = rolled_back      # a foreign write on the backup is undone (allow_rollback)
         self.unchanged = unchanged          # the snapshot is made without a stream: nothing was written
+        self.head_rewritten = head_rewritten  # the head had moved past its snapshot, within what the diff rewrites
         self.replaced_image = replaced_image
         self.keep = list(keep)              # snapshots the prune must keep on both sides
         self.error = error                  # a refusal: nothing is done
@@ -96,6 +99,7 @@ class Plan:
     def as_dict(self) -> Dict[str, Any]:
         return dict(action=self.action, base=self.base, steps=self.describe(), sends=self.sends,
                     recovered=self.recovered, rolled_back=self.rolled_back, unchanged=self.unchanged,
+                    head_rewritten=self.head_rewritten,
                     replaced_image=self.replaced_image, keep=self.keep, error=self.error)
 
 
@@ -127,10 +131,28 @@ def _restore(f, action, base, overwrite):
                 [('rollback', f.dest_image, base), ('import', f.dest_image, base)], sends=True, keep=[f.target])
 
 
+def covers(outer, inner):
+    """Pure: whether the extents ``outer`` cover every byte of the extents ``inner`` ([(offset, length, ...)])."""
+    spans = sorted((o, o + n) for o, n, *_x in outer if n > 0)
+    merged = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for o, n, *_x in inner:
+        if n > 0 and not any(lo <= o and o + n <= hi for lo, hi in merged):
+            return False
+    return True
+
+
 def _incremental(f, base, allow_rollback, check_mode):
     ours = f.mark is not None
     steps = []
-    if f.dirty:
+    # The head moved past its newest snapshot, but only where the diff we send rewrites anyway: what a backup
+    # snapshot deleted by hand leaves behind (its data is still on the head). Sending the diff is then exact.
+    rewrite = bool(f.dirty and not ours and f.dirty_covered)
+    if f.dirty and not rewrite:
         if not ours and not allow_rollback:
             return _refuse(
                 'the destination image was modified since its snapshot %s (rbd diff --from-snap %s is not empty); '
@@ -139,7 +161,8 @@ def _incremental(f, base, allow_rollback, check_mode):
                 % (f.dirty_since, f.dirty_since, f.dirty_since))
         steps.append(('rollback', f.dest_image, f.dirty_since))
     keep = [f.target] + ([base] if check_mode else [])
-    flags = dict(recovered=bool(f.dirty and ours), rolled_back=bool(f.dirty and not ours), keep=keep)
+    flags = dict(recovered=bool(f.dirty and ours), rolled_back=bool(f.dirty and not ours and not rewrite),
+                 head_rewritten=rewrite, keep=keep)
     if f.source_unchanged and f.dest_size == f.target_size:
         # Nothing written since the base and the same size: the head (its newest snapshot, checked above, and
         # of the target's size) already holds the target's bytes. Creating the snapshot is all import-diff

@@ -52,6 +52,7 @@ def client_options(ceph):
     ceph = ceph or {}
     return dict((k, ceph.get(k)) for k in CLIENT_OPTIONS)
 
+
 # Image-meta key set on a destination image while we import into it (see _transfer).
 META_IMPORTING = 'ceph_rbd_backup.importing'
 

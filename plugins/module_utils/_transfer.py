@@ -264,7 +264,12 @@ def gather(src, dst, image, dest_image, target, opts, hints):
         # The head must still be the newest state we wrote: our newest snapshot there (usually the base;
         # newer when the source lost its newer snapshots). The diff from the base then covers every change.
         f.dirty_since = snaps_mod.newest(f.dst_snaps, opts.prefix)
-        f.dirty = bool(dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=f.dirty_since))
+        dirty = dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=f.dirty_since)
+        f.dirty = bool(dirty)
+        if f.dirty and f.mark is None and f.target_exists:
+            # a deleted newer backup snapshot leaves its data on the head; the diff from the base rewrites it
+            f.dirty_covered = plan_mod.covers(src.rbd.diff(src.pool, image, src.namespace, snap=target,
+                                                           from_snap=base), dirty)
         if f.target_exists:
             f.source_unchanged = _source_unchanged(src, image, src_snaps, base, target, hints)
         if f.source_unchanged:
@@ -309,6 +314,7 @@ def execute(p, f, src, dst, opts, t0=None):
     result = dict(image=f.image, dest_image=f.dest_image, changed=p.action != snaps_mod.ACTION_UP_TO_DATE,
                   action=p.action, base=p.base, snapshot=f.target, bytes=0, data_bytes=0, seconds=0.0, rate=0.0,
                   rolled_back=p.rolled_back, recovered=p.recovered, replaced_image=p.replaced_image,
+                  head_rewritten=p.head_rewritten,
                   estimated=False, steps=p.describe(), keep=p.keep)
     if p.unchanged:
         result['unchanged'] = True

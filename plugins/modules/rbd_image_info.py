@@ -113,10 +113,11 @@ def main():
         if not rbd.pool_exists(p['pool'], p['namespace']):
             missing = dict(changed=False, pool_exists=False, names=[], images=[], failed_images=[])
             if p['fail_on_missing_pool']:
-                module.fail_json(msg='the pool %s does not exist on this cluster: create it first (ceph osd pool create '
-                                 '%s && rbd pool init %s%s)' % (p['pool'] + ('/' + p['namespace'] if p['namespace'] else ''),
-                                                               p['pool'], p['pool'],
-                                 ', rbd namespace create %s/%s' % (p['pool'], p['namespace']) if p['namespace'] else ''),
+                where = p['pool'] + ('/' + p['namespace'] if p['namespace'] else '')
+                how = 'ceph osd pool create %s && rbd pool init %s' % (p['pool'], p['pool'])
+                if p['namespace']:
+                    how += ' && rbd namespace create %s' % where
+                module.fail_json(msg='the pool %s does not exist on this cluster: create it first (%s)' % (where, how),
                                  **missing)
             module.exit_json(**missing)
         names = select_names(rbd.list_images(p['pool'], p['namespace']), p['include'], p['exclude'])

@@ -94,6 +94,32 @@ def test_base_deleted_uses_next_newest_then_rebuilds_when_none_left(bed, pools):
     assert 'backup-a' in bed.dst.snaps(pools, r['replaced_image'])      # nothing of the old copy lost
 
 
+def test_newest_backup_snapshot_deleted_by_hand_is_not_taken_for_a_foreign_write(bed, pools):
+    """Found by the soak: the backup's newest snapshot deleted, with writes between it and the one before. Its data is
+    still on the head, so the head differs from the remaining base; the diff from that base rewrites exactly those
+    extents, so it is sent as is. A write outside them is still refused."""
+    bed.src.create(pools, 'vm', 32 * MiB)
+    for i, name in enumerate(['backup-a', 'backup-b']):
+        bed.src.write(pools, 'vm', i * 8 * MiB, random_data(2 * MiB, seed=40 + i))
+        snap(bed, pools, 'vm', name)
+        transfer(bed, pools, ['vm'])
+    bed.dst.run('snap', 'rm', '--pool', pools, '--image', 'vm', '--snap', 'backup-b')
+    bed.src.write(pools, 'vm', 20 * MiB, random_data(MiB, seed=42))
+    snap(bed, pools, 'vm', 'backup-c')
+    r = transfer(bed, pools, ['vm'])['images'][0]
+    assert (r['action'], r['base'], r['head_rewritten'], r['rolled_back']) == ('incremental', 'backup-a', True, False)
+    assert_replicated(bed, pools, 'vm')
+    assert bed.src.export_sha(pools, 'vm', 'backup-c') == bed.dst.export_sha(pools, 'vm', 'backup-c')
+
+    # the same, plus a write to the backup where the next diff does not reach: refused as before
+    bed.dst.run('snap', 'rm', '--pool', pools, '--image', 'vm', '--snap', 'backup-c')
+    bed.dst.write(pools, 'vm', 28 * MiB, random_data(4096, seed=43))
+    bed.src.write(pools, 'vm', 0, random_data(MiB, seed=44))
+    snap(bed, pools, 'vm', 'backup-d')
+    r = transfer(bed, pools, ['vm'], expect_failed=True)
+    assert 'modified since its snapshot backup-a' in r['msg'], r['msg']
+
+
 def test_resize_grow_and_shrink(bed, pools):
     bed.src.create(pools, 'vm', 16 * MiB)
     bed.src.write(pools, 'vm', 12 * MiB, random_data(4 * MiB, seed=1))

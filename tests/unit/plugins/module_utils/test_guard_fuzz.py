@@ -243,8 +243,8 @@ def check_allowed_is_read_only(command):
         rbd_argv = runs[0] if len(runs) == 1 else runs[1]
         verb, options = read_only_rbd(rbd_argv, with_options=True)
         spec, ceph = rbd_and_ceph_view(rbd_argv)
-        assert spec == verb.split() + (['-'] if verb == 'export-diff' else []), ('rbd would run another command',
-                                                                               command, spec)
+        want = verb.split() + (['-'] if verb == 'export-diff' else [])
+        assert spec == want, ('rbd would run another command', command, spec)
         client = [(k, v) for k, v in options.items() if k in CLIENT_OPTIONS]
         assert ceph == client, ('ceph would apply other options than the client options', command, ceph)
     return ok
@@ -402,7 +402,7 @@ def _grammar_argv(draw):
     # often: a believable skeleton (verb first, options with values) with hostile words sprinkled in
     if draw(BOOLEANS):
         verb = pick(draw, ['ls', 'info', 'snap ls', 'diff', 'export-diff', 'snap rm', 'rm', 'export',
-                                     'import', 'snap create', 'lock add', 'feature disable', 'config global set'])
+                           'import', 'snap create', 'lock add', 'feature disable', 'config global set'])
         skeleton = verb.split() + ['--pool', draw(names), '--image', draw(names)]
         if verb == 'export-diff':
             skeleton.append(pick(draw, ['-', '-', 'PWNED', '/dev/null', '--', '- -', '-\n']))
@@ -425,11 +425,11 @@ ZSTD_STAGES = ['zstd -q -c -3 -T0', 'zstd -q -c -3 -T0 > PWNED', 'zstd -o PWNED'
                'zstd -q -c -3 -T0 -', '/usr/bin/zstd -q -c -3 -T0', 'zstd -q -c -\u0663 -T0',
                'zstd -q -c -3 -T0 2>PWNED']
 PIPES = [' | '] * 8 + ['|', ' || ', ' ; ', '\n', ' && ', ' |& ', ' | pwn | ', ' ; pwn ; ', ' | tee PWNED | ', ' |  ',
-                        '  | ', ' | \n', ' >PWNED | ']
+                       '  | ', ' | \n', ' >PWNED | ']
 BASH_PREFIXES = ['bash -o pipefail -c'] * 10 + ['bash -c', 'sh -o pipefail -c', '/bin/bash -o pipefail -c',
-                                                 'bash -o pipefail -o errexit -c', 'bash --rcfile PWNED -o pipefail -c',
-                                                 'bash -o pipefail -c -c', 'bash -o pipefail -x -c', 'bash -i -c',
-                                                 'bash  -o pipefail -c', 'bash -o pipefail -c pwn;']
+                                                'bash -o pipefail -o errexit -c', 'bash --rcfile PWNED -o pipefail -c',
+                                                'bash -o pipefail -c -c', 'bash -o pipefail -x -c', 'bash -i -c',
+                                                'bash  -o pipefail -c', 'bash -o pipefail -c pwn;']
 
 
 SECOND_STAGES = st.one_of(st.sampled_from(ZSTD_STAGES[:1] * 10 + ZSTD_STAGES), grammar_commands())

@@ -20,7 +20,7 @@ def snaps(*names, **sizes):
     """'name' or 'name:id' -> snapshot dicts; ids follow the order unless given."""
     out = []
     for i, n in enumerate(names):
-        name, _, sid = n.partition(':')
+        name, sid = n.partition(':')[::2]
         out.append(dict(id=int(sid) if sid else i + 1, name=name, size=sizes.get(name, MiB)))
     return out
 
@@ -29,9 +29,9 @@ SRC = snaps('backup-1', 'backup-2', 'backup-3')
 OURS = dict(snapshot='backup-3', run='r1', host='h', time=0)
 
 
-def facts(src=SRC, dst=(), target='backup-3', **kw):
+def facts(src=None, dst=(), target='backup-3', **kw):
     dst = None if dst is None else snaps(*dst)
-    return P.Facts('vm', 'vm', target, src, dst, aside=AS, **kw)
+    return P.Facts('vm', 'vm', target, SRC if src is None else src, dst, aside=AS, **kw)
 
 
 def imp(base):
@@ -80,6 +80,12 @@ ROWS = [
     ('source lost its newer snapshots: the head is compared with the destination\'s newest, the diff sent from the base',
      facts(src=snaps('backup-1', 'backup-3:3'), dst=('backup-1', 'backup-2'), dirty=True, dirty_since='backup-2',
            mark=OURS), {}, 'incremental', [('rollback', 'vm', 'backup-2'), imp('backup-1')], dict(recovered=True)),
+    ('newest backup snapshot deleted by hand: its data is on the head, within what the diff rewrites: sent as is',
+     facts(dst=('backup-1',), dirty=True, dirty_since='backup-1', dirty_covered=True), {}, 'incremental',
+     [imp('backup-1')], dict(head_rewritten=True, rolled_back=False)),
+    ('... and with allow_rollback too: no rollback needed',
+     facts(dst=('backup-1',), dirty=True, dirty_since='backup-1', dirty_covered=True), dict(allow_rollback=True),
+     'incremental', [imp('backup-1')], dict(head_rewritten=True)),
     ('nothing written since the base, same size: the snapshot without a stream',
      facts(dst=('backup-2',), dirty=False, source_unchanged=True, dest_size=MiB), {}, 'incremental',
      [('snap', 'vm')], dict(unchanged=True, sends=False)),
@@ -111,6 +117,9 @@ REFUSALS = [
     ('destination written to since its snapshot: refused with the way out',
      facts(dst=('backup-2',), dirty=True, dirty_since='backup-2'), {},
      'modified since its snapshot backup-2', 'dest'),
+    ('written outside what the diff rewrites (a foreign write, whatever else happened): refused',
+     facts(dst=('backup-1',), dirty=True, dirty_since='backup-1', dirty_covered=False), {},
+     'modified since its snapshot backup-1', 'dest'),
     ('a rebuild whose temporary name is taken by an image that is not ours',
      facts(dst=('other-1',), tmp='foreign'), {}, 'vm.rebuilding exists and is not ours', 'dest'),
     ('no prefixed snapshot on the source',
@@ -127,7 +136,7 @@ def test_plan(name, f, options, action, steps, flags):
     p = P.plan(f, **options)
     assert p.error is None, p.error
     assert (p.action, p.steps) == (action, steps)
-    defaults = dict(sends=any(s[0] == 'import' for s in steps), recovered=False, rolled_back=False,
+    defaults = dict(sends=any(s[0] == 'import' for s in steps), recovered=False, rolled_back=False, head_rewritten=False,
                     unchanged=False, replaced_image=AS if action == 'rebuild' else None,
                     keep=[f.target] + (['backup-2'] if options.get('check_mode') else []))
     defaults.update(flags)
@@ -151,3 +160,16 @@ def test_describe_reads_like_the_plan():
     assert p.describe() == ['rollback vm backup-2', 'import into vm from backup-2']
     assert P.plan(facts(dst=None)).describe() == ['create vm', 'import into vm (whole image)']
     assert P.plan(facts(dst=None)).as_dict()['steps'] == ['create vm', 'import into vm (whole image)']
+
+
+@pytest.mark.parametrize('outer, inner, expected', [
+    ([(0, 4096, True)], [(0, 4096, True)], True),
+    ([(0, 4096, True), (4096, 4096, False)], [(1000, 5000, True)], True),      # adjacent extents merge
+    ([(0, 4096, True)], [(0, 4097, True)], False),
+    ([(0, 4096, True), (8192, 10, True)], [(4096, 10, True)], False),           # a gap
+    ([], [], True),
+    ([], [(0, 1, True)], False),
+    ([(10, 5, True), (0, 12, True)], [(0, 15, True)], True),                    # unsorted, overlapping
+])
+def test_covers(outer, inner, expected):
+    assert P.covers(outer, inner) is expected
