@@ -44,6 +44,18 @@ requirements:
   - C(ceph-common) (the C(rbd) CLI) on the host the module runs on.
 '''
 
+    # The pool (and namespace) of the modules that work on the images of one pool.
+    POOL = r'''
+options:
+  pool:
+    description: The pool that holds the images.
+    type: str
+    required: true
+  namespace:
+    description: The RBD namespace inside O(pool), if any.
+    type: str
+'''
+
     # Options of the modules that work on many images at once.
     IMAGES = r'''
 options:

@@ -25,18 +25,12 @@ extends_documentation_fragment:
   - ceph_rbd.backup.attributes
   - ceph_rbd.backup.attributes.READ_ONLY
   - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.POOL
   - ceph_rbd.backup.rbd.IMAGES
 requirements:
   - python3-rbd and python3-rados for fast reads with V(data) (without them it streams C(rbd export)). They
     read in a child process; if it crashes or stalls, the image is read again with C(rbd export).
 options:
-  pool:
-    description: The pool that holds the images.
-    type: str
-    required: true
-  namespace:
-    description: The RBD namespace inside O(pool), if any.
-    type: str
   images:
     description:
       - The images. Each element is a name, or a dict with C(image) and optional C(snapshot) and

@@ -19,15 +19,9 @@ extends_documentation_fragment:
   - ceph_rbd.backup.attributes
   - ceph_rbd.backup.attributes.READ_ONLY
   - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.POOL
   - ceph_rbd.backup.rbd.IMAGES
 options:
-  pool:
-    description: The pool.
-    type: str
-    required: true
-  namespace:
-    description: The RBD namespace inside O(pool), if any.
-    type: str
   include:
     description: Shell-style patterns; an image is listed if it matches one. Default is every image.
     type: list

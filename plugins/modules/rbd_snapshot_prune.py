@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - ceph_rbd.backup.attributes
   - ceph_rbd.backup.rbd
+  - ceph_rbd.backup.rbd.POOL
   - ceph_rbd.backup.rbd.IMAGES
 attributes:
   check_mode:
@@ -33,13 +34,6 @@ attributes:
     details:
       - Shows each image's prefixed snapshots before and after.
 options:
-  pool:
-    description: The pool that holds the images.
-    type: str
-    required: true
-  namespace:
-    description: The RBD namespace inside O(pool), if any.
-    type: str
   images:
     description:
       - The images to prune. Each element is an image name, or a dict with C(image) and C(keep)
