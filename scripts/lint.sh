@@ -266,10 +266,11 @@ build_and_install() {
   if [[ -n $bad ]]; then
     echo "the tarball holds files that build_ignore in galaxy.yml should keep out:"; echo "$bad"; return 1
   fi
-  for f in MANIFEST.json FILES.json meta/runtime.yml playbooks/replicate.yml \
+  for f in MANIFEST.json FILES.json LICENSE meta/runtime.yml playbooks/replicate.yml \
            roles/rbd_replicate/meta/argument_specs.yml plugins/filter/replication.py; do
     grep -qx "$f" <<<"$listing" || { echo "the tarball lacks $f"; return 1; }
   done
+  grep -q 'example.invalid' galaxy.yml && { echo "galaxy.yml has placeholder URLs"; return 1; }
   if ((size > MAX_TARBALL_BYTES)); then
     echo "the tarball is $size bytes, more than $MAX_TARBALL_BYTES: something that should not ship is in it"
     return 1
