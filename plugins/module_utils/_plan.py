@@ -39,7 +39,8 @@ class Facts:
     """
 
     def __init__(self, image, dest_image, target, src_snaps, dst_snaps=None, mark=None, dirty=None,
-                 dirty_since=None, source_unchanged=None, dest_size=None, tmp=None, aside=None, dirty_covered=None):
+                 dirty_since=None, source_unchanged=None, dest_size=None, tmp=None, aside=None, dirty_covered=None,
+                 newest_deleted=None):
         self.image = image
         self.dest_image = dest_image
         self.target = target
@@ -50,6 +51,8 @@ class Facts:
         self.dirty_since = dirty_since
         # whether every extent where the head differs from dirty_since is rewritten by the diff we send anyway
         self.dirty_covered = dirty_covered
+        # the newest snapshot this destination was known to hold (the source's hold for it) is gone from it
+        self.newest_deleted = newest_deleted
         self.source_unchanged = source_unchanged
         self.dest_size = dest_size
         self.tmp = tmp
@@ -149,9 +152,10 @@ def covers(outer, inner):
 def _incremental(f, base, allow_rollback, check_mode):
     ours = f.mark is not None
     steps = []
-    # The head moved past its newest snapshot, but only where the diff we send rewrites anyway: what a backup
-    # snapshot deleted by hand leaves behind (its data is still on the head). Sending the diff is then exact.
-    rewrite = bool(f.dirty and not ours and f.dirty_covered)
+    # The newest backup snapshot was deleted by hand: its data is still on the head, so the head differs from the
+    # remaining base, but only where the diff we send rewrites anyway. Sending the diff is then exact. Without the
+    # source's word that such a snapshot existed, a changed head is a foreign write and is refused.
+    rewrite = bool(f.dirty and not ours and f.dirty_covered and f.newest_deleted)
     if f.dirty and not rewrite:
         if not ours and not allow_rollback:
             return _refuse(

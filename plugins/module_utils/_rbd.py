@@ -55,6 +55,8 @@ def client_options(ceph):
 
 # Image-meta key set on a destination image while we import into it (see _transfer).
 META_IMPORTING = 'ceph_rbd_backup.importing'
+# Image-meta keys on a source image: per destination, its newest replicated snapshot (rbd_snapshot_prune).
+META_HOLD_PREFIX = 'ceph_rbd_backup.hold.'
 
 
 class RbdError(CommandError):

@@ -35,7 +35,7 @@ import time
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _plan as plan_mod
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots as snaps_mod
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
-    META_IMPORTING, RbdError, image_args, image_label,
+    META_HOLD_PREFIX, META_IMPORTING, RbdError, image_args, image_label,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._stream import (
     DiffStreamStats, StreamError, relay, remote_pipeline,
@@ -61,9 +61,10 @@ class Side:
 class TransferOptions:
     def __init__(self, prefix='backup-', allow_rollback=False, compression='none', compression_level=3,
                  bwlimit=None, idle_timeout=300, check_mode=False, progress=None, restore=False, overwrite=False,
-                 max_streams=4, digest=None, run=None, mark_wait=60.0, mark_quiet=4.0):
+                 max_streams=4, digest=None, run=None, mark_wait=60.0, mark_quiet=4.0, hold_key=None):
         self.prefix = prefix
         self.run = run                  # this run's id, written into the import marks
+        self.hold_key = hold_key        # this destination's key in the source's hold image-meta (see prune)
         self.mark_wait = mark_wait      # how long another run's import may still be seen writing
         self.mark_quiet = mark_quiet    # ... and how long without a watcher makes it dead
         self.digest = digest            # None, 'data' or 'extents': digest each stream (see DiffStreamStats)
@@ -266,10 +267,12 @@ def gather(src, dst, image, dest_image, target, opts, hints):
         f.dirty_since = snaps_mod.newest(f.dst_snaps, opts.prefix)
         dirty = dst.rbd.diff(dst.pool, dest_image, dst.namespace, from_snap=f.dirty_since)
         f.dirty = bool(dirty)
-        if f.dirty and f.mark is None and f.target_exists:
-            # a deleted newer backup snapshot leaves its data on the head; the diff from the base rewrites it
-            f.dirty_covered = plan_mod.covers(src.rbd.diff(src.pool, image, src.namespace, snap=target,
-                                                           from_snap=base), dirty)
+        if f.dirty and f.mark is None and f.target_exists and opts.hold_key:
+            # was our newest snapshot deleted on this destination? (its data is still on the head)
+            f.newest_deleted = _newest_deleted(src, image, f, opts)
+            if f.newest_deleted:
+                f.dirty_covered = plan_mod.covers(src.rbd.diff(src.pool, image, src.namespace, snap=target,
+                                                               from_snap=base), dirty)
         if f.target_exists:
             f.source_unchanged = _source_unchanged(src, image, src_snaps, base, target, hints)
         if f.source_unchanged:
@@ -278,6 +281,16 @@ def gather(src, dst, image, dest_image, target, opts, hints):
     if action == snaps_mod.ACTION_REBUILD and not plan_mod.partial_initial(f, action):
         f.tmp = _leftover_rebuild(dst, dest_image, opts)
     return f
+
+
+def _newest_deleted(src, image, f, opts):
+    """Whether the snapshot the source's hold names for this destination (the newest one it was sent) is gone
+    from the destination. Unknown (the hold cannot be read, e.g. through rbd-ssh-guard) counts as no."""
+    try:
+        held = src.rbd.meta_get(src.pool, image, META_HOLD_PREFIX + opts.hold_key, src.namespace)
+    except RbdError:
+        return False
+    return bool(held) and held not in [s['name'] for s in f.dst_snaps]
 
 
 def _leftover_rebuild(dst, dest_image, opts):

@@ -130,6 +130,15 @@ options:
     type: str
     choices: [none, data, extents]
     default: none
+  hold_key:
+    description:
+      - This destination's key in the source images' hold image-meta (C(ceph_rbd_backup.hold.<hold_key>), which
+        M(ceph_rbd.backup.rbd_snapshot_prune) records as O(ceph_rbd.backup.rbd_snapshot_prune#module:record_hold)).
+      - With it, a destination whose newest snapshot (the one the hold names) was deleted by hand is recognised.
+        Its data is still on the head, so the head differs from the remaining base; when it differs only where
+        the diff to be sent rewrites anyway, the diff is sent as is (RV(images[].head_rewritten)). Without it,
+        or when the hold cannot be read, such an image is refused like any destination written to.
+    type: str
   live_import_wait:
     description:
       - An image that carries another run's import mark is touched only once nothing has written to it for a
@@ -262,6 +271,11 @@ images:
       type: list
       elements: list
       returned: with O(digest=data), for images a stream was sent for
+    head_rewritten:
+      description:
+        - V(true) when the destination's newest snapshot had been deleted by hand (see O(hold_key)) and its head,
+          which still held that snapshot's data, was sent the diff from the remaining base without a rollback.
+      type: bool
     unchanged:
       description:
         - V(true) when nothing was written to the source image since the base (and the destination head
@@ -318,6 +332,7 @@ SPEC = dict(
     max_streams=dict(type='int', default=4),
     digest=dict(type='str', choices=['none', 'data', 'extents'], default='none'),
     live_import_wait=dict(type='int', default=60),
+    hold_key=dict(type='str', no_log=False),
     run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True), run=dict(type='str', required=True),
                                             ttl=dict(type='int', default=21600), renew=dict(type='bool', default=True))),
     **REMOTE_ARGUMENT_SPEC
@@ -363,7 +378,8 @@ def _options(module, p, bwlimit):
                            compression_level=p['compression_level'], bwlimit=bwlimit, idle_timeout=p['timeout'],
                            check_mode=module.check_mode, progress=progress, restore=p['restore'],
                            overwrite=p['overwrite'], max_streams=p['max_streams'], digest=p['digest'],
-                           run=(p['run_lock'] or {}).get('run'), mark_wait=p['live_import_wait'])
+                           run=(p['run_lock'] or {}).get('run'), mark_wait=p['live_import_wait'],
+                           hold_key=p['hold_key'])
 
 
 def _run_keeping_the_lock(module, p, src, items, work):

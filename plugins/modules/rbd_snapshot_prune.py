@@ -121,9 +121,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
-
-HOLD_PREFIX = 'ceph_rbd_backup.hold.'
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import META_HOLD_PREFIX, RbdError, image_label
 
 
 def main():
@@ -159,9 +157,9 @@ def main():
         timed = [(s['name'], _snapshots.snapshot_time(s, p['prefix'])) for s in own]
         own_keep = list(item.get('keep') or []) + list(p['keep'])
         if p['record_hold'] and own_keep and not module.check_mode:
-            rbd.meta_set(p['pool'], image, HOLD_PREFIX + p['record_hold'], own_keep[0], p['namespace'])
-        holds = dict((k[len(HOLD_PREFIX):], v) for k, v in rbd.meta_list(p['pool'], image, p['namespace']).items()
-                     if k.startswith(HOLD_PREFIX))
+            rbd.meta_set(p['pool'], image, META_HOLD_PREFIX + p['record_hold'], own_keep[0], p['namespace'])
+        holds = dict((k[len(META_HOLD_PREFIX):], v) for k, v in rbd.meta_list(p['pool'], image, p['namespace']).items()
+                     if k.startswith(META_HOLD_PREFIX))
         if p['record_hold'] and own_keep:
             holds[p['record_hold']] = own_keep[0]
         kept, removable = _retention.select(timed, policy, own_keep + sorted(set(holds.values())))

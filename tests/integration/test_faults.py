@@ -96,8 +96,9 @@ def test_base_deleted_uses_next_newest_then_rebuilds_when_none_left(bed, pools):
 
 def test_newest_backup_snapshot_deleted_by_hand_is_not_taken_for_a_foreign_write(bed, pools):
     """Found by the soak: the backup's newest snapshot deleted, with writes between it and the one before. Its data is
-    still on the head, so the head differs from the remaining base; the diff from that base rewrites exactly those
-    extents, so it is sent as is. A write outside them is still refused."""
+    still on the head, so the head differs from the remaining base. When the source's hold says that snapshot was
+    this destination's newest and the diff from the base rewrites every differing extent, it is sent as is. A write
+    outside them is still refused, and so is any change without the hold (a foreign write: the soak's check)."""
     bed.src.create(pools, 'vm', 32 * MiB)
     for i, name in enumerate(['backup-a', 'backup-b']):
         bed.src.write(pools, 'vm', i * 8 * MiB, random_data(2 * MiB, seed=40 + i))
@@ -106,7 +107,13 @@ def test_newest_backup_snapshot_deleted_by_hand_is_not_taken_for_a_foreign_write
     bed.dst.run('snap', 'rm', '--pool', pools, '--image', 'vm', '--snap', 'backup-b')
     bed.src.write(pools, 'vm', 20 * MiB, random_data(MiB, seed=42))
     snap(bed, pools, 'vm', 'backup-c')
-    r = transfer(bed, pools, ['vm'])['images'][0]
+    # without the source's hold (which names backup-b as this destination's newest) it is a foreign write
+    r = transfer(bed, pools, ['vm'], expect_failed=True)
+    assert 'modified since its snapshot backup-a' in r['msg'], r['msg']
+    # the role's prune records the hold; with it, the deleted snapshot is recognised
+    bed.src.run('image-meta', 'set', '--pool', pools, '--image', 'vm', 'ceph_rbd_backup.hold.backup/' + pools,
+                'backup-b')
+    r = transfer(bed, pools, ['vm'], hold_key='backup/' + pools)['images'][0]
     assert (r['action'], r['base'], r['head_rewritten'], r['rolled_back']) == ('incremental', 'backup-a', True, False)
     assert_replicated(bed, pools, 'vm')
     assert bed.src.export_sha(pools, 'vm', 'backup-c') == bed.dst.export_sha(pools, 'vm', 'backup-c')
@@ -116,7 +123,9 @@ def test_newest_backup_snapshot_deleted_by_hand_is_not_taken_for_a_foreign_write
     bed.dst.write(pools, 'vm', 28 * MiB, random_data(4096, seed=43))
     bed.src.write(pools, 'vm', 0, random_data(MiB, seed=44))
     snap(bed, pools, 'vm', 'backup-d')
-    r = transfer(bed, pools, ['vm'], expect_failed=True)
+    bed.src.run('image-meta', 'set', '--pool', pools, '--image', 'vm', 'ceph_rbd_backup.hold.backup/' + pools,
+                'backup-c')
+    r = transfer(bed, pools, ['vm'], hold_key='backup/' + pools, expect_failed=True)
     assert 'modified since its snapshot backup-a' in r['msg'], r['msg']
 
 
