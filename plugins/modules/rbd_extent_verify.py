@@ -126,6 +126,20 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import Lib
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
 
 
+def _expected_for(expected, image, snapshot, method, label):
+    """The other side's result for this image, checked to be for the same method and snapshot (None: no
+    ``expected`` was given)."""
+    if expected is None:
+        return None
+    other = expected.get(image)
+    if other is None:
+        raise RbdError('no expected digest was given for this image', image=label)
+    if other.get('method', method) != method or other.get('snapshot', snapshot) != snapshot:
+        raise RbdError('the expected digest is for %s@%s, not %s@%s' % (
+            other.get('method'), other.get('snapshot'), method, snapshot), image=label)
+    return other
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
@@ -154,28 +168,18 @@ def main():
         reader = _verify.WorkerReader(LibRbd.from_params(p).conn, timeout=p['timeout'])
 
     def work(item):
-        image = item['image']
         snapshot = item.get('snapshot') or p['snapshot']
-        from_snapshot = item.get('from_snapshot') or p['from_snapshot']
-        label = image_label(p['pool'], image, p['namespace'], snapshot)
+        label = image_label(p['pool'], item['image'], p['namespace'], snapshot)
         if not snapshot:
             raise RbdError('no snapshot given to verify', image=label)
-        other = None
-        if expected is not None:
-            other = expected.get(image)
-            if other is None:
-                raise RbdError('no expected digest was given for this image', image=label)
-            if other.get('method', p['method']) != p['method'] or other.get('snapshot', snapshot) != snapshot:
-                raise RbdError('the expected digest is for %s@%s, not %s@%s' % (
-                    other.get('method'), other.get('snapshot'), p['method'], snapshot), image=label)
+        other = _expected_for(expected, item['image'], snapshot, p['method'], label)
         extents = other.get('extents') if other is not None and p['method'] == 'data' else None
-        result = _verify.digest_image(rbd, p['pool'], p['namespace'], image, snapshot, p['method'],
-                                      from_snapshot=from_snapshot, extents=extents, reader=reader)
-        result['changed'] = False
-        result['match'] = None
+        result = _verify.digest_image(rbd, p['pool'], p['namespace'], item['image'], snapshot, p['method'],
+                                      from_snapshot=item.get('from_snapshot') or p['from_snapshot'],
+                                      extents=extents, reader=reader)
+        result.update(changed=False, match=None)
         if other is not None:
-            result['expected'] = other.get('digest')
-            result['match'] = result['digest'] == other.get('digest')
+            result.update(expected=other.get('digest'), match=result['digest'] == other.get('digest'))
             if not result['match']:
                 raise RbdError('%s digest mismatch at snapshot %s: expected (other side) %s, found here %s'
                                % (p['method'], snapshot, other.get('digest'), result['digest']), image=label)
