@@ -444,7 +444,7 @@ def test_the_modules_read_and_query_in_their_children_without_fallback(bed, stre
         (i['image'], expect['digests'][i['image']], False) for i in items[:6]]
     names = [i['image'] for i in items[:6]]
     for state in ('present', 'absent'):
-        r = bed.src_module('rbd_snapshot', dict(pool=pool, images=names, name='backup-x', state=state))
+        r = bed.src_module('rbd_snapshot', dict(pool=pool, images=names, snapshot='backup-x', state=state))
         assert not r.get('warnings') and r['changed'], r.get('warnings')
 
 
