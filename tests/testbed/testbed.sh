@@ -671,9 +671,11 @@ main() {
   local cmd="${1:-}"
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    # one 'up' at a time: pytest-xdist workers, the soak and the bench all call it (their temporary files
-    # and the daemons they start would race)
-    up) mkdir -p "$DIR"; exec 9>"$DIR/.up.lock"; flock 9; cmd_up ;;
+    # One 'up' at a time: pytest-xdist workers, the soak and the bench all call it (their temporary files
+    # and the daemons they start would race). flock -o: the lock stays with flock itself, so the daemons
+    # this starts do not inherit it (they did with 'exec 9>lock; flock 9', and held it forever).
+    up) mkdir -p "$DIR"; exec flock -o "$DIR/.up.lock" bash "${BASH_SOURCE[0]}" up-locked ;;
+    up-locked) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
