@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export RBD_TESTBED_DIR ?= /tmp/rbd-testbed
 TESTBED := tests/testbed/testbed.sh
 
-.PHONY: deps test unit integration demo bench soak lint testbed-up testbed-down clean
+.PHONY: deps test unit integration demo bench soak lint matrix ee docs testbed-up testbed-down clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -47,6 +47,19 @@ soak: testbed-up
 
 lint: deps
 	bash scripts/lint.sh
+
+# ansible-core 2.16-2.19 side by side: sanity and a short end-to-end run of the role per version
+# (tests/matrix/README.md).
+matrix: testbed-up
+	bash tests/matrix/run.sh
+
+# The execution environment definition: ansible-builder create and introspect (no image build).
+ee: deps
+	bash scripts/ee.sh
+
+# The HTML documentation (antsibull-docs) in .build/docs/build/html.
+docs: deps
+	bash scripts/docs.sh
 
 clean: testbed-down
 	rm -rf .build $(VENV)
