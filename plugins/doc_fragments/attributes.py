@@ -8,7 +8,8 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # The attributes every module declares (community.general's style): each module says its support.
+    # The attributes every module declares (community.general's style): each module says its support, or
+    # lists one of the variants below for its kind.
     DOCUMENTATION = r'''
 options: {}
 attributes:
@@ -30,4 +31,18 @@ attributes:
     support: N/A
     details:
       - This module changes nothing, so there is no diff.
+'''
+
+    # For modules that create or remove prefixed snapshots: the diff is each image's snapshot list.
+    SNAPSHOTS = r'''
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the snapshots that would be created, removed or kept; changes nothing.
+  diff_mode:
+    support: full
+    details:
+      - Shows each image's prefixed snapshots before and after.
 '''

@@ -10,6 +10,8 @@ class ModuleDocFragment(object):
 
     # The common Ceph client options, used by every module of the collection.
     DOCUMENTATION = r'''
+author:
+  - ceph_rbd.backup contributors (!UNKNOWN)
 options:
   ceph:
     description:
@@ -75,9 +77,23 @@ options:
     default: true
 '''
 
-    # The other host of a replication, reached over ssh (rbd_diff_transfer, rbd_replication_status).
+    # The pools on both sides and the other host of a replication, reached over ssh (rbd_diff_transfer,
+    # rbd_replication_status).
     REMOTE = r'''
 options:
+  source_pool:
+    description: The source pool.
+    type: str
+    required: true
+  source_namespace:
+    description: The RBD namespace inside O(source_pool), if any.
+    type: str
+  dest_pool:
+    description: The destination (backup) pool; it must exist. Defaults to O(source_pool).
+    type: str
+  dest_namespace:
+    description: The RBD namespace inside O(dest_pool). Defaults to O(source_namespace).
+    type: str
   mode:
     description:
       - Where the module runs - V(pull) on the destination (backup) host, reading the source over ssh;

@@ -18,12 +18,23 @@ IMAGES_ARGUMENT_SPEC = dict(
 )
 
 
+POOL_ARGUMENT_SPEC = dict(
+    pool=dict(type='str', required=True),
+    namespace=dict(type='str'),
+)
+
+
 def argument_spec(**specific: Any) -> Dict[str, Any]:
-    """The module's own options plus the common client and many-images options."""
+    """The module's own options plus the common client and many-images options (doc fragment rbd.REMOTE)."""
     spec = dict(CLIENT_ARGUMENT_SPEC)
     spec.update(IMAGES_ARGUMENT_SPEC)
     spec.update(specific)
     return spec
+
+
+def pool_argument_spec(**specific: Any) -> Dict[str, Any]:
+    """The same for a module that works on the images of one pool (doc fragment rbd.POOL)."""
+    return argument_spec(**dict(POOL_ARGUMENT_SPEC, **specific))
 
 
 def image_items(module, key='images', fields=()):

@@ -63,21 +63,18 @@ class RbdError(CommandError):
     """An rbd call failed.  ``str()`` names the image and the command (see :class:`_proc.CommandError`)."""
 
 
+def _flags(*pairs):
+    """Pure: ``[flag, value]`` for each pair whose value is set (not None, empty or 0)."""
+    return [str(a) for flag, value in pairs if value for a in (flag, value)]
+
+
 def client_args(cluster=None, conf=None, user=None, keyring=None, timeout=None):
     """Pure: the global rbd/ceph arguments for one set of client options.
 
     ``timeout`` also bounds librados itself, so a dead OSD or monitor makes the
     call fail instead of waiting forever.
     """
-    argv = []
-    if cluster:
-        argv += ['--cluster', cluster]
-    if conf:
-        argv += ['--conf', conf]
-    if user:
-        argv += ['--id', user]
-    if keyring:
-        argv += ['--keyring', keyring]
+    argv = _flags(('--cluster', cluster), ('--conf', conf), ('--id', user), ('--keyring', keyring))
     if timeout:
         t = str(int(timeout))
         argv += ['--rados-osd-op-timeout', t, '--rados-mon-op-timeout', t,
@@ -115,14 +112,7 @@ def ssh_argv(host, user=None, port=None, key=None, options=None, cipher=None, ba
     if batch:
         argv += ['-o', 'BatchMode=yes']
     argv += ['-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4']
-    if port:
-        argv += ['-p', str(port)]
-    if user:
-        argv += ['-l', user]
-    if key:
-        argv += ['-i', key]
-    if cipher:
-        argv += ['-c', cipher]
+    argv += _flags(('-p', port), ('-l', user), ('-i', key), ('-c', cipher))
     argv += list(options or [])
     argv += ['--', host]
     return argv

@@ -27,9 +27,20 @@ REMOTE_SPEC = dict(
 )
 
 REMOTE_ARGUMENT_SPEC = dict(
+    source_pool=dict(type='str', required=True),
+    source_namespace=dict(type='str'),
+    dest_pool=dict(type='str'),
+    dest_namespace=dict(type='str'),
     mode=dict(type='str', choices=['pull', 'push'], default='pull'),
     remote=dict(type='dict', required=True, options=REMOTE_SPEC),
 )
+
+
+def dest_of(params):
+    """Pure: the destination (pool, namespace) - by default the source's."""
+    namespace = params['dest_namespace']
+    return (params['dest_pool'] or params['source_pool'],
+            namespace if namespace is not None else params['source_namespace'])
 
 
 class Remote:

@@ -26,13 +26,8 @@ description:
   - A destination image that shares no snapshot with the source is not overwritten in place - it is
     rebuilt under a temporary name, and the old image is renamed aside (RV(images[].replaced_image)),
     never deleted.
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.IMAGES
-  - ceph_rbd.backup.rbd.REMOTE
+extends_documentation_fragment: [ceph_rbd.backup.attributes,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.REMOTE, ceph_rbd.backup.rbd.IMAGES]
 notes:
   - O(ceph) names the cluster of the host the module runs on (the destination in pull mode, the source in
     push mode); O(remote) the other host and O(remote.ceph) its cluster.
@@ -46,19 +41,6 @@ attributes:
     details:
       - Shows each destination image's newest replicated snapshot before and after.
 options:
-  source_pool:
-    description: The source pool.
-    type: str
-    required: true
-  source_namespace:
-    description: The RBD namespace inside O(source_pool), if any.
-    type: str
-  dest_pool:
-    description: The destination pool (must exist). Defaults to O(source_pool).
-    type: str
-  dest_namespace:
-    description: The RBD namespace inside O(dest_pool). Defaults to O(source_namespace).
-    type: str
   images:
     description:
       - The source images. Each element is a name, or a dict with C(image), optional C(dest_image)
@@ -201,13 +183,13 @@ EXAMPLES = r'''
 
 RETURN = r'''
 images:
-  description: One result per image.
+  description: What was decided and sent for each image (in check mode, what would be).
   returned: always
   type: list
   elements: dict
   contains:
     image:
-      description: The source image.
+      description: The source image (as named in O(images)).
       type: str
     dest_image:
       description: The destination image.
@@ -283,7 +265,7 @@ images:
       type: bool
       returned: when that is the case
 failed_images:
-  description: The images that failed.
+  description: The source images that could not be brought up to date.
   returned: always
   type: list
   elements: str
@@ -307,7 +289,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote, dest_of
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import Keeper, RunLock
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
@@ -316,10 +298,6 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
 
 
 SPEC = dict(
-    source_pool=dict(type='str', required=True),
-    source_namespace=dict(type='str'),
-    dest_pool=dict(type='str'),
-    dest_namespace=dict(type='str'),
     images=dict(type='list', elements='raw', required=True),
     snapshot=dict(type='str'),
     prefix=dict(type='str', default='backup-'),
@@ -360,8 +338,7 @@ def _check_inputs(module, p, items):
 
 def _sides(p, remote, local_rbd):
     """(source, destination): in pull mode this host is the destination, in push mode the source."""
-    dest_pool = p['dest_pool'] or p['source_pool']
-    dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
+    dest_pool, dest_ns = dest_of(p)
     if p['mode'] == 'pull':
         return (Side(remote.rbd, p['source_pool'], p['source_namespace'], remote_ssh=remote.stream_ssh),
                 Side(local_rbd, dest_pool, dest_ns))

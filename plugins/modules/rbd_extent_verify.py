@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: rbd_extent_verify
-short_description: Prove that RBD snapshots on two clusters hold the same bytes
+short_description: Prove that the RBD snapshots of two clusters hold the same bytes (digests)
 version_added: 1.0.0
 description:
   - Computes, for each image, a digest of a snapshot - and, given O(expected) digests computed on the
@@ -19,14 +19,8 @@ description:
   - V(extents) hashes only the extent list (the old script's check). It is cheap, cannot see a flipped
     data byte, and can differ on identical data where C(import-diff) re-sparsified zeros.
   - V(full) hashes the whole snapshot (C(rbd export)).
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.attributes.READ_ONLY
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.POOL
-  - ceph_rbd.backup.rbd.IMAGES
+extends_documentation_fragment: [ceph_rbd.backup.attributes, ceph_rbd.backup.attributes.READ_ONLY,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.POOL, ceph_rbd.backup.rbd.IMAGES]
 requirements:
   - python3-rbd and python3-rados for fast reads with V(data) (without them it streams C(rbd export)). They
     read in a child process; if it crashes or stalls, the image is read again with C(rbd export).
@@ -76,13 +70,13 @@ EXAMPLES = r'''
 
 RETURN = r'''
 images:
-  description: One result per image.
+  description: The digest of each image, and whether it matched O(expected).
   returned: always
   type: list
   elements: dict
   contains:
     image:
-      description: The image.
+      description: The image (as named in O(images)).
       type: str
     digest:
       description: The SHA-256 digest (hex).
@@ -120,7 +114,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, run_images,
+    finish, image_items, pool_argument_spec, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import LibRbd
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError, image_label
@@ -142,9 +136,7 @@ def _expected_for(expected, image, snapshot, method, label):
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            pool=dict(type='str', required=True),
-            namespace=dict(type='str'),
+        argument_spec=pool_argument_spec(
             images=dict(type='list', elements='raw', required=True),
             snapshot=dict(type='str'),
             from_snapshot=dict(type='str'),

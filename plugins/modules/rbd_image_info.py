@@ -13,14 +13,8 @@ version_added: 1.0.0
 description:
   - Lists the images of a pool (filtered by shell-style patterns) and, with O(snapshots=true), each image's
     snapshots, concurrently. Reports whether the pool exists instead of failing when it does not.
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.attributes.READ_ONLY
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.POOL
-  - ceph_rbd.backup.rbd.IMAGES
+extends_documentation_fragment: [ceph_rbd.backup.attributes, ceph_rbd.backup.attributes.READ_ONLY,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.POOL, ceph_rbd.backup.rbd.IMAGES]
 options:
   include:
     description: Shell-style patterns; an image is listed if it matches one. Default is every image.
@@ -82,25 +76,23 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, run_images, select_names,
+    finish, pool_argument_spec, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
 
 
+SPEC = pool_argument_spec(
+    include=dict(type='list', elements='str', default=['*']),
+    exclude=dict(type='list', elements='str', default=[]),
+    snapshots=dict(type='bool', default=False),
+    prefix=dict(type='str', default='backup-'),
+    fail_on_missing_pool=dict(type='bool', default=False),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            pool=dict(type='str', required=True),
-            namespace=dict(type='str'),
-            include=dict(type='list', elements='str', default=['*']),
-            exclude=dict(type='list', elements='str', default=[]),
-            snapshots=dict(type='bool', default=False),
-            prefix=dict(type='str', default='backup-'),
-            fail_on_missing_pool=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=SPEC, supports_check_mode=True)
     p = module.params
     rbd = librbd_client(p)
     try:

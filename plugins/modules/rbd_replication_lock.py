@@ -21,11 +21,7 @@ description:
     longer than O(ttl).
   - A lock left by a killed run expires O(ttl) seconds after its last renewal; O(break_lock=true) breaks
     it at once.
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.rbd
+extends_documentation_fragment: [ceph_rbd.backup.attributes, ceph_rbd.backup.rbd]
 attributes:
   check_mode:
     support: full

@@ -18,13 +18,8 @@ description:
     for warnings.
   - Optionally writes the figures as a Prometheus textfile (node_exporter textfile collector).
   - Runs where the transfer runs - on the backup host reading the source over ssh (V(pull)), or the reverse.
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.IMAGES
-  - ceph_rbd.backup.rbd.REMOTE
+extends_documentation_fragment: [ceph_rbd.backup.attributes,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.REMOTE, ceph_rbd.backup.rbd.IMAGES]
 attributes:
   check_mode:
     support: full
@@ -35,19 +30,6 @@ attributes:
     details:
       - The module changes nothing in the clusters.
 options:
-  source_pool:
-    description: The source pool.
-    type: str
-    required: true
-  source_namespace:
-    description: The RBD namespace in O(source_pool).
-    type: str
-  dest_pool:
-    description: The backup pool; defaults to O(source_pool).
-    type: str
-  dest_namespace:
-    description: The RBD namespace in O(dest_pool); defaults to O(source_namespace).
-    type: str
   include:
     description: Shell-style patterns; an image of the source pool is reported if it matches one.
     type: list
@@ -141,7 +123,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote, dest_of
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import utcnow
 
 
@@ -156,10 +138,6 @@ def write_atomically(path, text):
 
 def main():
     spec = argument_spec(
-        source_pool=dict(type='str', required=True),
-        source_namespace=dict(type='str'),
-        dest_pool=dict(type='str'),
-        dest_namespace=dict(type='str'),
         include=dict(type='list', elements='str', default=['*']),
         exclude=dict(type='list', elements='str', default=[]),
         prefix=dict(type='str', default='backup-'),
@@ -175,8 +153,7 @@ def main():
         warn_age, crit_age = _status.parse_age(p['warn_age']), _status.parse_age(p['crit_age'])
     except ValueError as e:
         module.fail_json(msg='warn_age/crit_age must be seconds or like 26h, 2d: %s' % e)
-    dest_pool = p['dest_pool'] or p['source_pool']
-    dest_ns = p['dest_namespace'] if p['dest_namespace'] is not None else p['source_namespace']
+    dest_pool, dest_ns = dest_of(p)
     now = utcnow()
     with Remote(p) as remote:
         local = librbd_client(p)

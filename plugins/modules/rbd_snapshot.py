@@ -16,27 +16,11 @@ description:
   - Names are O(prefix) followed by the UTC time to the second (for example C(backup-20261126T114059Z))
     unless O(snapshot) is given. Creating a snapshot that already exists is not a change.
   - Snapshots whose name does not start with O(prefix) are never removed.
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.POOL
-  - ceph_rbd.backup.rbd.IMAGES
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reports the snapshot that would be created or removed; changes nothing.
-  diff_mode:
-    support: full
-    details:
-      - Shows each image's prefixed snapshots before and after.
+extends_documentation_fragment: [ceph_rbd.backup.attributes, ceph_rbd.backup.attributes.SNAPSHOTS,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.POOL, ceph_rbd.backup.rbd.IMAGES]
 options:
   images:
-    description:
-      - The images to snapshot.
-      - One of O(images) and O(include) is required.
+    description: The images to snapshot; one of O(images) and O(include) is required.
     type: list
     elements: str
     aliases: [image]
@@ -104,7 +88,7 @@ images:
   elements: dict
   contains:
     image:
-      description: The image name.
+      description: The image.
       type: str
     changed:
       description: Whether this image's snapshot was created (or removed).
@@ -143,7 +127,7 @@ names:
   type: list
   elements: str
 failed_images:
-  description: The images that failed.
+  description: The images on which the snapshot could not be created or removed.
   returned: always
   type: list
   elements: str
@@ -153,7 +137,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, image_name_problem, run_images, select_names,
+    finish, image_items, image_name_problem, pool_argument_spec, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
@@ -176,9 +160,7 @@ def _listed_items(module, rbd, p):
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            pool=dict(type='str', required=True),
-            namespace=dict(type='str'),
+        argument_spec=pool_argument_spec(
             images=dict(type='list', elements='str', aliases=['image']),
             include=dict(type='list', elements='str'),
             exclude=dict(type='list', elements='str', default=[]),

@@ -17,22 +17,8 @@ description:
     C(monthly) and C(yearly) keep the newest snapshot of each of the N newest such periods (UTC) that
     have one. Every snapshot named in O(keep) (the replication base) is kept whatever the policy says.
   - A protected snapshot (it may have clones) is never removed; it is reported in RV(images[].skipped).
-author:
-  - ceph_rbd.backup contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - ceph_rbd.backup.attributes
-  - ceph_rbd.backup.rbd
-  - ceph_rbd.backup.rbd.POOL
-  - ceph_rbd.backup.rbd.IMAGES
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Returns what would be removed and kept; removes nothing.
-  diff_mode:
-    support: full
-    details:
-      - Shows each image's prefixed snapshots before and after.
+extends_documentation_fragment: [ceph_rbd.backup.attributes, ceph_rbd.backup.attributes.SNAPSHOTS,
+                                 ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.POOL, ceph_rbd.backup.rbd.IMAGES]
 options:
   images:
     description:
@@ -85,7 +71,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 images:
-  description: One result per image.
+  description: What the policy removed, kept and skipped on each image.
   returned: always
   type: list
   elements: dict
@@ -108,7 +94,7 @@ images:
       description: The bases of destinations recorded on the image (destination -> snapshot); all are kept.
       type: dict
 failed_images:
-  description: The images that failed.
+  description: The images whose snapshots could not be listed or removed.
   returned: always
   type: list
   elements: str
@@ -118,7 +104,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _retention, _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, run_images,
+    finish, image_items, pool_argument_spec, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import META_HOLD_PREFIX, RbdError, image_label
@@ -126,9 +112,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import META_H
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            pool=dict(type='str', required=True),
-            namespace=dict(type='str'),
+        argument_spec=pool_argument_spec(
             images=dict(type='list', elements='raw', required=True),
             prefix=dict(type='str', default='backup-'),
             retention=dict(type='dict', required=True),
