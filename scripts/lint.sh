@@ -8,11 +8,20 @@
 #   docs          ansible-doc renders every module, filter and role of the collection, with nothing on stderr
 #   build         ansible-galaxy collection build; checks the tarball's file list and size; installs it into
 #                 a temporary path and runs ansible-doc and a playbook syntax check from the installed copy
+#   changelog     antsibull-changelog lint and lint-changelog-yaml; a consistent release: no breaking changes,
+#                 deprecations, removals or bugfixes before the first release, no fragments pending for a
+#                 released version, CHANGELOG.rst/.md generated from changelogs/changelog.yaml
+#   galaxy-importer  galaxy-importer (what Galaxy runs on upload; no ansible-test, no container) on the built
+#                 tarball: fails on an import error, an unaccepted WARNING/ERROR, a plugin or role without docs
+#   docs-lint     antsibull-docs lint-collection-docs --plugin-docs on the collection with its guides
+#                 (scripts/docs.sh --stage): schema, markup and references of every plugin, the role, extra docs
 #
-# Usage: scripts/lint.sh [GATE...]   (default: all four, in that order). Logs: .build/lint/GATE.log
+# Usage: scripts/lint.sh [GATE...]   (default: all seven, in that order). Logs: .build/lint/GATE.log
 #
 # Needs the .venv made by scripts/bootstrap.sh (with ansible-lint) and PyPI for ansible-test's per-test
-# virtualenvs (cached in ~/.ansible/test/venv after the first run). Nothing else is downloaded.
+# virtualenvs (cached in ~/.ansible/test/venv after the first run), and for the tools of the last three gates:
+# each in its own virtualenv under .build/tools/, made on first use (scripts/tools.sh). Nothing else is
+# downloaded.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -25,6 +34,8 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/.build/collections"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
 export ANSIBLE_DEPRECATION_WARNINGS=true
 exec </dev/null
+# shellcheck source=scripts/tools.sh
+source "$ROOT/scripts/tools.sh"
 
 LOGS=$ROOT/.build/lint
 mkdir -p "$LOGS"
@@ -38,12 +49,15 @@ run_gate() {
   local name=$1 fn=$2 start rc elapsed
   start=$(date +%s)
   log "=== $name"
+  # A gate may leave notes (what it accepted, and why) in .build/lint/NAME.notes: shown even on PASS.
+  rm -f "$LOGS/$name.notes"
   "$fn" >"$LOGS/$name.log" 2>&1
   rc=$?
   elapsed=$(($(date +%s) - start))
   if ((rc == 0)); then
     SUMMARY+=("PASS  $name (${elapsed}s)")
     log "PASS  $name (${elapsed}s)"
+    if [[ -s $LOGS/$name.notes ]]; then sed "s/^/    note: /" "$LOGS/$name.notes"; fi
   else
     FAILED+=("$name")
     SUMMARY+=("FAIL  $name (${elapsed}s)  see .build/lint/$name.log")
@@ -289,9 +303,248 @@ build_and_install() {
   )
 }
 
+# ---------------------------------------------------------------------------------------------- changelog
+# antsibull-changelog lint (fragments) and lint-changelog-yaml, then what makes a release consistent:
+# galaxy.yml's version is not older than the last release; fragments pending for an already released version
+# fail (bump galaxy.yml); before the first release nothing can be broken, deprecated, removed or fixed, so
+# fragments hold release_summary, major_changes, minor_changes, known_issues (or trivial); once released,
+# CHANGELOG.rst and CHANGELOG.md are what `antsibull-changelog generate` makes of changelogs/changelog.yaml.
+gate_changelog() {
+  local bin
+  bin=$(tool_venv antsibull-changelog) || return 1
+  (
+    export PATH="$bin:$PATH"
+    unset ANSIBLE_COLLECTIONS_PATH
+    antsibull-changelog --version
+    antsibull-changelog lint || { echo "antsibull-changelog lint: the fragments above are invalid"; exit 1; }
+    antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml || exit 1
+    check_changelog_consistency || exit 1
+    check_changelog_generated
+  )
+}
+
+check_changelog_consistency() {
+  python - <<'EOF'
+import glob, os, sys
+import yaml
+from packaging.version import Version
+
+errors = []
+version = Version(str(yaml.safe_load(open('galaxy.yml'))['version']))
+changes = yaml.safe_load(open('changelogs/changelog.yaml')) or {}
+released = sorted(Version(v) for v in (changes.get('releases') or {}))
+config = yaml.safe_load(open('changelogs/config.yaml'))
+sections = [s[0] for s in config['sections']] + [config.get('prelude_section_name', 'release_summary'),
+                                                   config.get('trivial_section_name', 'trivial')]
+fragments = {}
+for path in sorted(glob.glob('changelogs/fragments/*.yml') + glob.glob('changelogs/fragments/*.yaml')):
+    fragments[path] = yaml.safe_load(open(path)) or {}
+pending = {p: sorted(k for k in f if k != 'trivial') for p, f in fragments.items()}
+pending = {p: s for p, s in pending.items() if s}
+print('galaxy.yml version %s; released: %s; fragments: %d (%d with entries)'
+      % (version, ', '.join(map(str, released)) or 'none', len(fragments), len(pending)))
+if released and version < released[-1]:
+    errors.append('galaxy.yml version %s is older than the last release %s' % (version, released[-1]))
+if version in released and pending:
+    errors.append('%s is released, but fragments are pending: bump version in galaxy.yml (%s)'
+                  % (version, ', '.join(sorted(pending))))
+if not released:
+    first = ('breaking_changes', 'deprecated_features', 'removed_features', 'bugfixes', 'security_fixes')
+    for path, frag in fragments.items():
+        for section in first:
+            if section in frag:
+                errors.append('%s: section %s before the first release (%s): nothing was released that it could '
+                              'change or fix; say what %s does (major_changes/minor_changes/known_issues) or use '
+                              'trivial' % (path, section, version, version))
+    if pending and not any('release_summary' in f for f in fragments.values()):
+        errors.append('the first release (%s) has no release_summary fragment' % version)
+    for name in ('CHANGELOG.rst', 'CHANGELOG.md'):
+        if os.path.exists(name):
+            errors.append('%s exists but changelogs/changelog.yaml has no release' % name)
+for e in errors:
+    print('ERROR: ' + e)
+sys.exit(1 if errors else 0)
+EOF
+}
+
+# Once a release exists: CHANGELOG.rst/.md must be what antsibull-changelog generates from changelog.yaml (it
+# reads the plugins from there, so a copy of galaxy.yml and changelogs/ is enough).
+check_changelog_generated() {
+  local tmp rc=0 f
+  python -c 'import sys, yaml; sys.exit(0 if (yaml.safe_load(open("changelogs/changelog.yaml")) or {}).get("releases") else 1)' \
+    || { echo "no release yet: no CHANGELOG to compare"; return 0; }
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/changelogs"
+  cp galaxy.yml "$tmp/"
+  cp changelogs/config.yaml changelogs/changelog.yaml "$tmp/changelogs/"
+  (cd "$tmp" && antsibull-changelog generate) || { rm -rf "$tmp"; return 1; }
+  for f in CHANGELOG.rst CHANGELOG.md; do
+    if ! diff -u "$f" "$tmp/$f"; then
+      echo "$f is not what antsibull-changelog generate makes of changelogs/changelog.yaml (above): run it"
+      rc=1
+    fi
+  done
+  rm -rf "$tmp"
+  ((rc == 0)) && echo "CHANGELOG.rst and CHANGELOG.md match changelogs/changelog.yaml"
+  return $rc
+}
+
+# ------------------------------------------------------------------------------------------ galaxy-importer
+# galaxy-importer (what Galaxy runs on an upload) on the tarball `ansible-galaxy collection build` makes:
+# metadata, ansible-doc of every plugin, the role's README, ansible-lint (Galaxy's own flags), the changelog.
+# No container and no ansible-test (RUN_ANSIBLE_TEST false; the gate sanity runs it). Fails on an import
+# error, on any ERROR or WARNING line of the import log not in GALAXY_ACCEPTED_WARNINGS, and when a module,
+# a documented filter or the role has no docs in the result.
+#
+# Accepted warnings, each with its reason (ERE, matched against the whole line):
+GALAXY_ACCEPTED_WARNINGS=(
+  # tests/sanity/ignore-2.19.txt ships: shebangs of scripts that are not modules, and pylint/pep8 findings in
+  # tests/integration (owned by the integration suite). Galaxy tells users that sanity tests are skipped.
+  '^WARNING: Ignore files skip ansible-test sanity tests, found ignore-2\.[0-9]+\.txt with [0-9]+ statement\(s\)$'
+)
+# galaxy.yml names no repository (there is no public one yet: see .ansible-lint's skip of
+# galaxy[no-repository]), and Galaxy refuses such an import. The gate reports that refusal, then imports the
+# same tarball with a stand-in URL in MANIFEST.json to check everything else. Once galaxy.yml has a
+# repository, this path is never taken.
+GALAXY_STANDIN_REPOSITORY=https://repository.invalid/ceph_rbd/backup
+
+gate_galaxy_importer() {
+  local bin tmp rc
+  bin=$(tool_venv galaxy-importer) || return 1
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/ceph_rbd-galaxy.XXXXXX") || return 1
+  galaxy_import "$bin" "$tmp"
+  rc=$?
+  rm -rf "$tmp"
+  return $rc
+}
+
+# galaxy_importer_run BIN TARBALL LOG: runs the importer in the tarball's directory (its result JSON lands there).
+galaxy_importer_run() {
+  local bin=$1 tarball=$2 log=$3
+  (
+    cd "$(dirname "$tarball")" || exit 1
+    export PATH="$bin:$PATH" GALAXY_IMPORTER_CONFIG=$ROOT/.build/galaxy-importer/galaxy-importer.cfg
+    unset ANSIBLE_COLLECTIONS_PATH
+    "$bin/python" -m galaxy_importer.main "$(basename "$tarball")"
+  ) >"$log" 2>&1
+  local rc=$?
+  cat "$log"
+  return $rc
+}
+
+galaxy_import() {
+  local bin=$1 tmp=$2 tarball rc bad pattern line accepted
+  mkdir -p "$ROOT/.build/galaxy-importer" "$tmp/ansible-tmp"
+  cat >"$ROOT/.build/galaxy-importer/galaxy-importer.cfg" <<EOF
+# Written by scripts/lint.sh (gate galaxy-importer).
+[galaxy-importer]
+RUN_ANSIBLE_TEST = False
+ANSIBLE_TEST_LOCAL_IMAGE = False
+LOCAL_IMAGE_DOCKER = False
+RUN_ANSIBLE_DOC = True
+RUN_ANSIBLE_LINT = True
+OFFLINE_ANSIBLE_LINT = True
+RUN_FLAKE8 = False
+CHECK_CHANGELOG = True
+REQUIRE_V1_OR_GREATER = True
+LOG_LEVEL_MAIN = INFO
+ANSIBLE_LOCAL_TMP = $tmp/ansible-tmp
+EOF
+  echo "galaxy-importer $("$bin/python" -c 'import importlib.metadata as m; print(m.version("galaxy-importer"))')," \
+    "config .build/galaxy-importer/galaxy-importer.cfg"
+  ansible-galaxy collection build --force --output-path "$tmp/dist" . || return 1
+  tarball=$(ls "$tmp"/dist/ceph_rbd-backup-*.tar.gz) || return 1
+  galaxy_importer_run "$bin" "$tarball" "$tmp/import.log"
+  rc=$?
+  if ((rc != 0)) && grep -q "'repository' is required" "$tmp/import.log" \
+     && ! grep -qE '^repository:' galaxy.yml; then
+    echo
+    echo "KNOWN: Galaxy refuses this tarball: galaxy.yml has no repository (no public one exists yet)." \
+      | tee -a "$LOGS/galaxy-importer.notes"
+    echo "Importing the same tarball again with repository $GALAXY_STANDIN_REPOSITORY in MANIFEST.json"
+    echo "to check everything else."
+    mkdir -p "$tmp/standin"
+    python - "$tarball" "$tmp/standin/$(basename "$tarball")" "$GALAXY_STANDIN_REPOSITORY" <<'EOF' || return 1
+import io, json, sys, tarfile
+src, dst, url = sys.argv[1:]
+with tarfile.open(src) as tin, tarfile.open(dst, 'w:gz') as tout:
+    for member in tin.getmembers():
+        data = tin.extractfile(member).read() if member.isfile() else None
+        if member.name == 'MANIFEST.json':
+            manifest = json.loads(data)
+            manifest['collection_info']['repository'] = url
+            data = json.dumps(manifest, indent=4).encode()
+            member.size = len(data)
+        tout.addfile(member, io.BytesIO(data) if data is not None else None)
+EOF
+    tarball=$tmp/standin/$(basename "$tarball")
+    galaxy_importer_run "$bin" "$tarball" "$tmp/import.log"
+    rc=$?
+  fi
+  if ((rc != 0)) || ! grep -q '^Importer processing completed successfully' "$tmp/import.log"; then
+    echo "galaxy-importer: the import failed (rc=$rc)"
+    return 1
+  fi
+  bad=0
+  while IFS= read -r line; do
+    accepted=false
+    for pattern in "${GALAXY_ACCEPTED_WARNINGS[@]}"; do
+      [[ $line =~ $pattern ]] && accepted=true
+    done
+    if $accepted; then
+      echo "accepted (see GALAXY_ACCEPTED_WARNINGS): $line" | tee -a "$LOGS/galaxy-importer.notes"
+    else
+      echo "galaxy-importer: $line"
+      bad=1
+    fi
+  done < <(grep -E '^(WARNING|ERROR|CRITICAL)' "$tmp/import.log")
+  # Every module, every filter documented in plugins/filter/*.yml and every role carry their docs.
+  python - "$(dirname "$tarball")/importer_result.json" <<'EOF' || bad=1
+import glob, json, os, sys
+result = json.load(open(sys.argv[1]))
+docs = {(c['content_type'], c['content_name']): c for c in result['docs_blob']['contents']}
+want = [('module', os.path.basename(p)[:-3]) for p in glob.glob('plugins/modules/*.py') if not p.endswith('__init__.py')]
+want += [('filter', os.path.basename(p)[:-4]) for p in glob.glob('plugins/filter/*.yml')]
+want += [('role', os.path.basename(p)) for p in glob.glob('roles/*') if os.path.isdir(p)]
+errors = []
+for kind, name in sorted(want):
+    entry = docs.get((kind, name))
+    if entry is None:
+        errors.append('%s %s is not in the import result' % (kind, name))
+    elif kind == 'role' and not entry.get('readme_html'):
+        errors.append('role %s has no README on Galaxy' % name)
+    elif kind != 'role' and not entry.get('doc_strings'):
+        errors.append('%s %s has no docs on Galaxy' % (kind, name))
+for e in errors:
+    print('galaxy-importer result: ' + e)
+print('import result: %d contents, %d checked for docs, requires_ansible %s'
+      % (len(result['contents']), len(want), result.get('requires_ansible')))
+sys.exit(1 if errors else 0)
+EOF
+  return $bad
+}
+
+# ---------------------------------------------------------------------------------------------- docs-lint
+# antsibull-docs lint-collection-docs on the collection as scripts/docs.sh stages it (with the guides made from
+# README.md): every plugin's and the role's docs against antsibull-docs' schema and markup (O(), M(), ... refer
+# to options and plugins that exist, here and in ansible.builtin), the extra docs and their references, rstcheck.
+gate_docs_lint() {
+  local bin stage
+  bin=$(tool_venv antsibull-docs) || return 1
+  stage=$(bash scripts/docs.sh --stage | tail -n 1) || return 1
+  [[ -f $stage/galaxy.yml && -f $stage/docs/docsite/extra-docs.yml ]] || { echo "docs.sh --stage made no $stage"; return 1; }
+  (
+    export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH=$ROOT/.build/docs-src
+    antsibull-docs --version
+    antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+      --validate-collection-refs all --disallow-unknown-collection-refs "$stage" \
+      && echo "antsibull-docs lint-collection-docs: no errors in $stage"
+  )
+}
+
 # ---------------------------------------------------------------------------------------------- main
 gates=("$@")
-((${#gates[@]})) || gates=(sanity ansible-lint docs build)
+((${#gates[@]})) || gates=(sanity ansible-lint docs build changelog galaxy-importer docs-lint)
 start=$(date +%s)
 for g in "${gates[@]}"; do
   case $g in
@@ -299,7 +552,10 @@ for g in "${gates[@]}"; do
     ansible-lint) run_gate ansible-lint gate_ansible_lint ;;
     docs) run_gate docs gate_docs ;;
     build) run_gate build gate_build ;;
-    *) echo "unknown gate $g (sanity, ansible-lint, docs, build)"; exit 2 ;;
+    changelog) run_gate changelog gate_changelog ;;
+    galaxy-importer) run_gate galaxy-importer gate_galaxy_importer ;;
+    docs-lint) run_gate docs-lint gate_docs_lint ;;
+    *) echo "unknown gate $g (sanity, ansible-lint, docs, build, changelog, galaxy-importer, docs-lint)"; exit 2 ;;
   esac
 done
 log ""
