@@ -54,6 +54,9 @@ stage() {
   git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
     [[ -e $f || -L $f ]] && printf '%s\0' "$f"
   done | tar --null -T - -cf - | tar -xf - -C "$STAGE"
+  # Its own git repository: antsibull-docs lists a collection's files with git, and would otherwise find the
+  # repo's .git above, in which .build/ is ignored, see no plugins at all and pass (lint-collection-docs).
+  git -C "$STAGE" init -q
   mkdir -p "$STAGE/docs/docsite/rst"
   python - "$ROOT/README.md" "$STAGE/docs/docsite" "${GUIDES[@]}" <<'PY'
 import os
