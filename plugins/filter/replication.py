@@ -79,29 +79,54 @@ def _is_set(value):
     return value not in (None, '', 0, '0', [], {})
 
 
-def pool_sides(entry, settings, hostvars, source_host):
+def dest_hosts(value, groups=None):
+    """``rbd_replicate_dest_host`` -> the list of backup hosts: a host, a list of hosts, or a group's name."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if groups and value in groups:
+        return list(groups[value])
+    return [value] if value else []
+
+
+def share_members(lock, hostvars, play_hosts, var='_rbd_replicate_lock'):
+    """The hosts of the play that share this host's pool: those whose lock step (registered as ``var``)
+    reports the same pool on a cluster with the same fsid, sorted.  Hosts that failed or are unreachable
+    are not in ``play_hosts`` (Ansible's ``ansible_play_hosts``), so the others carry their images."""
+    fsid, pool = (lock or {}).get('fsid'), (lock or {}).get('pool')
+    if not fsid:
+        return []
+    return sorted(h for h in play_hosts
+                  if (hostvars[h].get(var) or {}).get('fsid') == fsid and (hostvars[h].get(var) or {}).get('pool') == pool)
+
+
+def pool_sides(entry, settings, hostvars, source_host, members=None):
     """One ``rbd_replicate_pools`` entry -> everything the role's steps need to name both sides of it.
 
     ``settings``: the role's variables (transport, dest_host, source_ceph, dest_ceph, remote_ceph, verify,
     verify_source, ssh overrides).  In pull mode the transfer runs on the destination host and reaches the
-    source host; in push mode the reverse.
+    source host; in push mode the reverse.  ``dest_host`` may list several backup hosts: the ``members``
+    sharing the pool (see :func:`share_members`) take them in turn, and the first names the destination in
+    the hold keys (so a pool's holds do not depend on which backup host carried an image).
     """
     s = settings
+    dests = dest_hosts(s['dest_host'])
+    members = sorted(members or [])
+    dest = dests[members.index(source_host) % len(dests)] if source_host in members else dests[0]
     pull = s['transport'] == 'pull'
-    other = source_host if pull else s['dest_host']
+    other = source_host if pull else dest
     local_ceph = s.get('dest_ceph') if pull else s.get('source_ceph')
     remote_ceph = s.get('remote_ceph') or (s.get('source_ceph') if pull else s.get('dest_ceph'))
     dst_pool = entry.get('dest_pool') or entry['pool']
     dst_ns = entry.get('dest_namespace') or entry.get('namespace') or None
     in_stream = s['verify'] in ('data', 'extents') and s.get('verify_source', 'stream') == 'stream'
     return dict(src_pool=entry['pool'], src_ns=entry.get('namespace') or None, dst_pool=dst_pool, dst_ns=dst_ns,
-                pull=pull, transfer_host=s['dest_host'] if pull else source_host, local_ceph=local_ceph or {},
+                pull=pull, dest_host=dest, transfer_host=dest if pull else source_host, local_ceph=local_ceph or {},
                 remote=remote_of(other, hostvars[other] if hostvars is not None and other in hostvars else {},
                                  s.get('ssh'), remote_ceph),
                 in_stream=in_stream, digest=s['verify'] if in_stream else 'none',
                 # the destination's name in the source's hold keys: pruning for another destination of the
                 # same source never removes this one's base
-                hold='%s/%s%s' % (s['dest_host'], dst_pool, '/' + dst_ns if dst_ns else ''))
+                hold='%s/%s%s' % (dests[0], dst_pool, '/' + dst_ns if dst_ns else ''))
 
 
 def prune_items(results, side='source', check_mode=False):
@@ -130,8 +155,12 @@ def keep_item(result, check_mode=False):
     return dict(image=result['image'], keep=[k for k in keep if k])
 
 
-def replication_summary(steps, pool, dest_pool=None):
-    """Per-image summary of one pool's run; an image failed if any step failed for it."""
+def replication_summary(steps, pool, dest_pool=None, host=None, orphans=True):
+    """Per-image summary of one pool's run; an image failed if any step failed for it.
+
+    ``host`` (the source host that carried the images) goes into each entry; with several hosts sharing the
+    pool only one of them reports the orphaned backups (``orphans``), against every image the pool has.
+    """
     per = {}
     order = []
 
@@ -142,13 +171,17 @@ def replication_summary(steps, pool, dest_pool=None):
                               label='%s/%s' % (pool, image), action=None, base=None, snapshot=None,
                               bytes=0, seconds=0.0, verified=None, removed_source=[], removed_dest=[],
                               failed=False, errors=[])
+            if host:
+                per[image]['host'] = host
         return per[image]
 
     # the source's images: listed by the snapshot step (or a separate list step)
-    source_names = (steps.get('list') or steps.get('snapshot') or {}).get('names') or []
+    listing = steps.get('list') or steps.get('snapshot') or {}
+    source_names = listing.get('names') or []
     for name in source_names:
         entry(name)
-    for name in orphaned_names(source_names, (steps.get('dest_list') or {}).get('names') or []):
+    every = listing.get('listed') or source_names
+    for name in orphaned_names(every, (steps.get('dest_list') or {}).get('names') or []) if orphans else []:
         e = entry(name)
         e['action'] = 'orphaned'
         e['note'] = 'the source image is gone; its backup is kept (never deleted by this role)'
@@ -246,5 +279,6 @@ class FilterModule(object):
         return dict(replication_summary=replication_summary, replication_totals=replication_totals,
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
                     transfer_item=transfer_item, images_to_verify=images_to_verify, remote_of=remote_of,
-                    pool_sides=pool_sides, prune_items=prune_items,
+                    pool_sides=pool_sides, prune_items=prune_items, dest_hosts=dest_hosts,
+                    share_members=share_members,
                     retention_error=retention_error, scrub_items=scrub_items)

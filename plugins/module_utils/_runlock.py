@@ -21,9 +21,10 @@ __metaclass__ = type
 import json
 import threading
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._share import member_of_cookie
 
 LOCK_OBJECT = 'ceph_rbd_backup.lock'
 LOCK_NAME = 'replicate'
@@ -67,6 +68,18 @@ def decide(info: Optional[Dict[str, Any]], run: str, break_lock: bool = False) -
     return BREAK if break_lock else REFUSE
 
 
+def members(info: Optional[Dict[str, Any]], run: str) -> List[str]:
+    """Pure: the members (hosts) of ``run`` that hold an entry of the lock, sorted; see :func:`cookie`."""
+    if info is None or run_of(info) != run:
+        return []
+    return sorted(set(m for m in (member_of_cookie(lk.get('cookie') or '', run) for lk in info['lockers']) if m))
+
+
+def cookie(run: str, member: str = '') -> str:
+    """A fresh entry's cookie: ``<run>.<member>.<random>`` (``<run>.<random>`` without a member)."""
+    return '.'.join([run] + ([member] if member else []) + [uuid.uuid4().hex[:8]])
+
+
 def describe(info: Optional[Dict[str, Any]]) -> str:
     """Pure: a holder for messages: run, who and until when."""
     if info is None:
@@ -89,6 +102,19 @@ class RunLock:
         rc, out, err = self.rados.runner(argv, self.rados.timeout)
         return argv, rc, out, err
 
+    def fsid(self) -> str:
+        """The cluster's fsid (``ceph fsid``; the monitors' C(profile rbd) allows it): the hosts of a run that
+        see the same fsid and pool share its images."""
+        argv = ['ceph'] + self.rados.global_args + ['--format', 'json', 'fsid']
+        rc, out, err = self.rados.runner(argv, self.rados.timeout)
+        try:
+            fsid = json.loads(out).get('fsid') if rc == 0 else None
+        except ValueError:
+            fsid = None
+        if not fsid:
+            raise RbdError('ceph fsid failed', cmd=argv, rc=rc, stderr=err, image='pool ' + self.pool)
+        return fsid
+
     def info(self) -> Optional[Dict[str, Any]]:
         """The current holder (see :func:`parse_info`), or None."""
         argv, rc, out, err = self._run('--format', 'json', 'lock', 'info', LOCK_OBJECT, LOCK_NAME)
@@ -104,21 +130,24 @@ class RunLock:
         except ValueError:
             raise RbdError('rados lock info printed no JSON: %r' % out[:200], cmd=argv, image='pool ' + self.pool)
 
-    def join(self, run: str, ttl: int, description: str = '') -> None:
-        """Take the shared lock for ``run`` (first time or renewal); raise RbdError when refused."""
+    def join(self, run: str, ttl: int, description: str = '', member: str = '') -> None:
+        """Take the shared lock for ``run`` (first time or renewal) as ``member``; raise RbdError when refused."""
         argv, rc, _out, err = self._run('lock', 'get', LOCK_OBJECT, LOCK_NAME, '--lock-type', 'shared',
-                                        '--lock-tag', run, '--lock-cookie', '%s.%s' % (run, uuid.uuid4().hex[:8]),
+                                        '--lock-tag', run, '--lock-cookie', cookie(run, member),
                                         '--lock-duration', str(int(ttl)), '--lock-description', description)
         if rc != 0:
             raise RbdError('could not take the replication lock for run %s' % run, cmd=argv, rc=rc, stderr=err,
                            image='pool ' + self.pool)
 
-    def break_all(self, info: Optional[Dict[str, Any]], only_run: Optional[str] = None) -> int:
-        """Break every entry of ``info`` (only those of ``only_run`` when given); returns how many."""
+    def break_all(self, info: Optional[Dict[str, Any]], only_run: Optional[str] = None, only_member: str = '') -> int:
+        """Break every entry of ``info`` (only those of ``only_run``, and of its ``only_member``, when given);
+        returns how many."""
         n = 0
         if info is None or (only_run is not None and run_of(info) != only_run):
             return 0
         for locker in info['lockers']:
+            if only_member and member_of_cookie(locker.get('cookie') or '', only_run or run_of(info)) != only_member:
+                continue
             argv, rc, _out, err = self._run('lock', 'break', LOCK_OBJECT, LOCK_NAME, locker['name'],
                                             '--lock-cookie', locker.get('cookie', ''))
             if rc != 0 and '(2)' not in err:      # an entry that expired meanwhile is gone already
@@ -135,8 +164,8 @@ class Keeper:
     renewed once more, so the next steps of the run start with a whole ``ttl``.
     """
 
-    def __init__(self, lock, run, ttl, description=''):
-        self.lock, self.run, self.ttl, self.description = lock, run, ttl, description
+    def __init__(self, lock, run, ttl, description='', member=''):
+        self.lock, self.run, self.ttl, self.description, self.member = lock, run, ttl, description, member
         self.interval = max(1.0, ttl / 3.0)
         self.renewals = 0
         self.problems = []
@@ -145,7 +174,7 @@ class Keeper:
 
     def renew(self):
         try:
-            self.lock.join(self.run, self.ttl, self.description)
+            self.lock.join(self.run, self.ttl, self.description, member=self.member)
             self.renewals += 1
         except RbdError as e:
             self.problems.append(str(e))

@@ -154,6 +154,12 @@ options:
         description: Renew the lock; V(false) only writes the run id into the marks.
         type: bool
         default: true
+      member:
+        description:
+          - The host this transfer works for, as it took the lock (M(ceph_rbd.backup.rbd_replication_lock)'s
+            O(ceph_rbd.backup.rbd_replication_lock#module:member)); the renewals are that member's entries, so
+            they go when it releases the lock.
+        type: str
   bwlimit:
     description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
     type: str
@@ -312,7 +318,8 @@ SPEC = dict(
     live_import_wait=dict(type='int', default=60),
     hold_key=dict(type='str', no_log=False),
     run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True), run=dict(type='str', required=True),
-                                            ttl=dict(type='int', default=21600), renew=dict(type='bool', default=True))),
+                                            ttl=dict(type='int', default=21600), renew=dict(type='bool', default=True),
+                                            member=dict(type='str'))),
     **REMOTE_ARGUMENT_SPEC
 )
 
@@ -365,7 +372,7 @@ def _run_keeping_the_lock(module, p, src, items, work):
     if not lock or not lock['renew'] or module.check_mode:
         return run_images(module, items, work), {}
     keeper = Keeper(RunLock(src.rbd, lock['pool']), lock['run'], lock['ttl'],
-                    'ceph_rbd.backup run %s, transfer on %s' % (lock['run'], socket.gethostname()))
+                    'ceph_rbd.backup run %s, transfer on %s' % (lock['run'], socket.gethostname()), lock['member'] or '')
     with keeper:
         outcomes = run_images(module, items, work)
     if keeper.problems:

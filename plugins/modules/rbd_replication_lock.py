@@ -57,6 +57,14 @@ options:
     description: Recorded with the lock and shown to a run that finds it taken.
     type: str
     default: ""
+  member:
+    description:
+      - This host's name in the run. The hosts of one run that take a pool's lock with the same O(cookie)
+        and each its own O(member) share that pool's images (the C(ceph_rbd.backup.rbd_replicate) role passes
+        C(inventory_hostname)); RV(members) lists them.
+      - With O(state=unlocked) only this member's entries are released, so the lock stays with the run until
+        its last member is done. Without it every entry of the run is released.
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -84,6 +92,23 @@ holder:
       C(description) and C(expiration) of its newest entry, C(entries).
   returned: always
   type: dict
+fsid:
+  description: The source cluster's fsid (with O(state=locked)). The role shares a pool's images among the hosts
+    of the play that report the same fsid and pool.
+  returned: success, with O(state=locked)
+  type: str
+pool:
+  description: The pool (as given).
+  returned: always
+  type: str
+members:
+  description:
+    - The members of this run that hold the lock after this call (with O(state=locked)), sorted. Taken again
+      once every host of the run has joined, it names the hosts that share the pool.
+  returned: success
+  type: list
+  elements: str
+  sample: [ceph-mon-1, ceph-mon-2]
 pool_exists:
   description: V(false) when the module failed because the pool does not exist.
   returned: on failure, when the pool does not exist
@@ -98,7 +123,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC, Rbd, RbdError
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import (
-    BREAK, JOIN, REFUSE, PoolMissing, RunLock, decide, describe, run_of,
+    BREAK, JOIN, REFUSE, PoolMissing, RunLock, decide, describe, members, run_of,
 )
 
 
@@ -121,6 +146,7 @@ def main():
         ttl=dict(type='int', default=21600),
         break_lock=dict(type='bool', default=False),
         description=dict(type='str', default=''),
+        member=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=spec, required_if=[('state', 'unlocked', ['cookie'])],
                            supports_check_mode=True)
@@ -135,8 +161,8 @@ def main():
         if p['state'] == 'unlocked':
             mine = run_of(info) == run and info['type'] == 'shared'
             if mine and not module.check_mode:
-                lock.break_all(info, only_run=run)
-            module.exit_json(changed=mine, cookie=run, holder=holder)
+                lock.break_all(info, only_run=run, only_member=p['member'] or '')
+            module.exit_json(changed=mine, cookie=run, holder=holder, pool=p['pool'])
         verdict = decide(info, run, p['break_lock'])
         if verdict == REFUSE:
             module.fail_json(
@@ -149,13 +175,15 @@ def main():
                 lock.break_all(info)
             desc = p['description'] or 'ceph_rbd.backup on %s pid %d' % (socket.gethostname(), os.getpid())
             try:
-                lock.join(run, p['ttl'], desc)
+                lock.join(run, p['ttl'], desc, p['member'] or '')
             except RbdError as e:
                 now = lock.info()
                 module.fail_json(msg='could not take the replication lock on pool %s: %s (held by %s)'
                                  % (p['pool'], e.stderr or e, describe(now)), holder=holder_dict(now), cookie=run)
         # joining a lock this run holds renews it: not a change of who holds it
-        module.exit_json(changed=verdict != JOIN, cookie=run, holder=holder)
+        now = info if module.check_mode else lock.info()
+        module.exit_json(changed=verdict != JOIN, cookie=run, holder=holder, pool=p['pool'], fsid=lock.fsid(),
+                         members=members(now, run) or ([p['member']] if p['member'] else []))
     except RbdError as e:
         extra = dict(pool_exists=False) if isinstance(e, PoolMissing) else {}
         module.fail_json(**dict(e.as_dict(), **extra))

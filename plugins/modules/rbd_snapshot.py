@@ -50,6 +50,24 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  share:
+    description:
+      - Work only on this host's part of the images, when several hosts of one run share the pool. Every
+        image goes to exactly one member by rendezvous hashing of its name, so adding or removing a member
+        moves only that member's part.
+      - The C(ceph_rbd.backup.rbd_replicate) role passes the hosts of the play that reach the same source
+        cluster (the same fsid and pool in M(ceph_rbd.backup.rbd_replication_lock)'s result).
+    type: dict
+    suboptions:
+      members:
+        description: The hosts that share the images.
+        type: list
+        elements: str
+        required: true
+      member:
+        description: This host's name among O(share.members).
+        type: str
+        required: true
 '''
 
 EXAMPLES = r'''
@@ -122,7 +140,14 @@ images:
       type: str
       returned: on failure
 names:
-  description: The images worked on (with O(include), the names that matched), sorted as given or listed.
+  description:
+    - The images worked on (with O(include), the names that matched), sorted as given or listed; with O(share),
+      the part of them this host carries.
+  returned: always
+  type: list
+  elements: str
+listed:
+  description: The images named or matched, before O(share) took this host's part.
   returned: always
   type: list
   elements: str
@@ -135,7 +160,7 @@ failed_images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _share, _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     finish, image_items, image_name_problem, pool_argument_spec, run_images, select_names,
 )
@@ -158,6 +183,16 @@ def _listed_items(module, rbd, p):
     return [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
 
 
+def _items(module, rbd, p):
+    """The images named or listed, and (with share) the part of them this host carries."""
+    items = _listed_items(module, rbd, p) if p['include'] is not None else image_items(module)
+    listed = [i['image'] for i in items]
+    if p['share']:
+        mine = set(_share.share(listed, p['share']['members'], p['share']['member']))
+        items = [i for i in items if i['image'] in mine]
+    return items, listed
+
+
 def main():
     module = AnsibleModule(
         argument_spec=pool_argument_spec(
@@ -167,6 +202,8 @@ def main():
             snapshot=dict(type='str'),
             prefix=dict(type='str', default='backup-'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
+            share=dict(type='dict', options=dict(members=dict(type='list', elements='str', required=True),
+                                                 member=dict(type='str', required=True))),
         ),
         required_if=[('state', 'absent', ['snapshot'])],
         required_one_of=[('images', 'include')],
@@ -175,7 +212,7 @@ def main():
     )
     p = module.params
     rbd = librbd_client(p)
-    items = _listed_items(module, rbd, p) if p['include'] is not None else image_items(module)
+    items, listed = _items(module, rbd, p)
     name = p['snapshot'] or _snapshots.make_name(p['prefix'])
     problem = _snapshots.validate_snapshot_name(name)
     if problem:
@@ -214,7 +251,7 @@ def main():
 
     outcomes = run_images(module, items, work)
     finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name,
-           names=[i['image'] for i in items])
+           names=[i['image'] for i in items], listed=listed)
 
 
 if __name__ == '__main__':

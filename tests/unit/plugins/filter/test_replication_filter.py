@@ -145,7 +145,7 @@ def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
                       'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify',
-                      'remote_of', 'pool_sides', 'prune_items'}
+                      'remote_of', 'pool_sides', 'prune_items', 'dest_hosts', 'share_members'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -267,3 +267,41 @@ def test_prune_items_keep_what_the_transfer_says():
     # in check mode an image that would be created has nothing to prune on the destination yet
     assert [i['image'] for i in F.prune_items(results, 'dest', True)] == ['a', 'd']
     assert F.prune_items(results, 'dest', True)[1]['keep'] == ['s2', 's1']
+
+
+# -- several hosts share a pool (#11) ----------------------------------------------------------------------
+def test_dest_hosts_takes_a_host_a_list_or_a_group():
+    groups = dict(ceph_backup=['bak-1', 'bak-2'])
+    assert F.dest_hosts('bak-1', groups) == ['bak-1']
+    assert F.dest_hosts(['bak-2', 'bak-1'], groups) == ['bak-2', 'bak-1']
+    assert F.dest_hosts('ceph_backup', groups) == ['bak-1', 'bak-2']
+
+
+def test_share_members_are_the_play_hosts_on_the_same_cluster_and_pool():
+    lock = lambda fsid, pool='rbd': dict(_rbd_replicate_lock=dict(fsid=fsid, pool=pool))   # noqa: E731
+    hostvars = {'src-1': lock('f1'), 'src-2': lock('f1'), 'src-3': lock('f2'), 'src-4': lock('f1', 'other'),
+                'src-5': {}, 'src-6': lock('f1')}
+    play_hosts = ['src-2', 'src-1', 'src-3', 'src-4', 'src-5']          # src-6 failed or is unreachable
+    assert F.share_members(hostvars['src-1']['_rbd_replicate_lock'], hostvars, play_hosts) == ['src-1', 'src-2']
+    assert F.share_members(dict(pool='rbd'), hostvars, play_hosts) == []  # no fsid (older module): no sharing
+
+
+def test_pool_sides_spreads_the_members_over_several_backup_hosts():
+    settings = dict(SETTINGS, dest_host=['bak-1', 'bak-2'])
+    hostvars = dict(HOSTVARS, **{'src-2': {}, 'src-3': {}, 'bak-2': {}})
+    sides = [F.pool_sides(dict(pool='rbd'), settings, hostvars, h, ['src-3', 'src-1', 'src-2'])
+             for h in ('src-1', 'src-2', 'src-3')]
+    assert [s['transfer_host'] for s in sides] == ['bak-1', 'bak-2', 'bak-1']
+    assert [s['dest_host'] for s in sides] == ['bak-1', 'bak-2', 'bak-1']
+    # the hold key names the destination by its first backup host, whichever host carried the image
+    assert {s['hold'] for s in sides} == {'bak-1/rbd'}
+    # alone (no members, or one): the first backup host, as with a single one
+    assert F.pool_sides(dict(pool='rbd'), settings, hostvars, 'src-2')['dest_host'] == 'bak-1'
+
+
+def test_summary_names_the_host_and_only_one_host_reports_orphans():
+    steps = dict(snapshot=dict(names=['a'], listed=['a', 'b'], images=[dict(image='a', snapshot='s')]),
+                 dest_list=dict(names=['a', 'b', 'gone']))
+    mine = F.replication_summary(steps, 'rbd', host='src-1')
+    assert [(e['image'], e['host'], e['action']) for e in mine] == [('a', 'src-1', None), ('gone', 'src-1', 'orphaned')]
+    assert [e['image'] for e in F.replication_summary(steps, 'rbd', host='src-2', orphans=False)] == ['a']

@@ -105,10 +105,11 @@ class FakeLock:
         self.joins = []
         self.fail_after = fail_after
 
-    def join(self, run, ttl, description=''):
+    def join(self, run, ttl, description='', member=''):
         if self.fail_after is not None and len(self.joins) >= self.fail_after:
             raise RbdError('could not take the replication lock for run %s' % run, rc=16)
         self.joins.append((run, ttl))
+        self.members = getattr(self, 'members', []) + [member]
 
 
 def test_keeper_renews_while_the_step_works_and_once_at_its_end():
@@ -128,3 +129,40 @@ def test_keeper_records_failed_renewals_and_does_not_stop_the_step():
     with keeper:
         time.sleep(0.3)
     assert keeper.renewals == 1 and keeper.problems and 'r1' in keeper.problems[0]
+
+
+def _shared(*cookies, tag='run1'):
+    return dict(type='shared', tag=tag, lockers=[dict(name='client.%d' % i, cookie=c, expiration='2026-12-01')
+                                                 for i, c in enumerate(cookies)])
+
+
+def test_members_are_the_hosts_of_this_run_that_hold_an_entry():
+    info = _shared('run1.src-b.aaaa1111', 'run1.src-a.bbbb2222', 'run1.src-a.cccc3333', 'run1.dddd4444')
+    assert L.members(info, 'run1') == ['src-a', 'src-b']
+    assert L.members(info, 'run2') == []
+    assert L.members(None, 'run1') == []
+
+
+def test_a_cookie_names_the_run_and_the_member():
+    c = L.cookie('run1', 'src-a')
+    assert c.startswith('run1.src-a.') and L.members(_shared(c), 'run1') == ['src-a']
+    assert L.cookie('run1').count('.') == 1
+
+
+class RecordingRunner:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, argv, timeout):
+        self.calls.append(argv)
+        return 0, '', ''
+
+
+def test_releasing_as_a_member_breaks_only_that_members_entries():
+    runner = RecordingRunner()
+    lock = L.RunLock(Rbd(runner=runner), 'rbd')
+    info = _shared('run1.src-a.aaaa1111', 'run1.src-b.bbbb2222', 'run1.src-a.cccc3333')
+    assert lock.break_all(info, only_run='run1', only_member='src-a') == 2
+    broken = [argv[argv.index('--lock-cookie') + 1] for argv in runner.calls]
+    assert broken == ['run1.src-a.aaaa1111', 'run1.src-a.cccc3333']
+    assert lock.break_all(info, only_run='run1') == 3          # without a member: the whole run
