@@ -22,6 +22,9 @@ DIR="${DIR%/}"
 [ -n "$DIR" ] || { echo "testbed: refusing to use / as state dir" >&2; exit 2; }
 
 CLUSTERS=(source backup)
+# sshd endpoints ("hosts"): one per cluster, plus a second host of each cluster for the tests of several
+# hosts sharing a pool (issue #11); the second hosts are not in the generated inventory.
+SSH_HOSTS=(source backup source2 backup2)
 SSH_PORT=2222
 SSH_DIR="$DIR/ssh"
 KNOWN_HOSTS="$SSH_DIR/known_hosts"
@@ -54,7 +57,9 @@ cluster_ip() {
   case "$1" in
     source) echo 127.0.0.2 ;;
     backup) echo 127.0.0.3 ;;
-    *) die "unknown cluster '$1' (expected source or backup)" ;;
+    source2) echo 127.0.0.4 ;;
+    backup2) echo 127.0.0.5 ;;
+    *) die "unknown cluster or host '$1' (expected source, backup, source2 or backup2)" ;;
   esac
 }
 
@@ -453,9 +458,9 @@ up_ssh() {
   case "$(getent shadow root | cut -d: -f2)" in
     '!'*) log "WARNING: root's password is locked ('!'); sshd with UsePAM no refuses locked accounts" ;;
   esac
-  for h in "${CLUSTERS[@]}"; do start_sshd "$h"; done
+  for h in "${SSH_HOSTS[@]}"; do start_sshd "$h"; done
   tmp="$KNOWN_HOSTS.tmp"
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do
     end=$((SECONDS + 30))
     until timeout 10 ssh-keyscan -T 5 -t ed25519 -p "$SSH_PORT" "$(cluster_ip "$h")" >"$tmp.$h" 2>/dev/null \
         && [ -s "$tmp.$h" ]; do
@@ -463,13 +468,13 @@ up_ssh() {
       sleep 0.3
     done
   done
-  cat "$tmp.source" "$tmp.backup" >"$tmp"
+  for h in "${SSH_HOSTS[@]}"; do cat "$tmp.$h"; done >"$tmp"
   mv "$tmp" "$KNOWN_HOSTS"
-  rm -f "$tmp.source" "$tmp.backup"
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do rm -f "$tmp.$h"; done
+  for h in "${SSH_HOSTS[@]}"; do
     ssh_check "$h" || { tail -n 20 "$SSH_DIR/sshd-$h.log" >&2 2>/dev/null || true; die "ssh root@$(cluster_ip "$h") does not work"; }
   done
-  log "ssh: both hosts reachable"
+  log "ssh: all hosts reachable (${SSH_HOSTS[*]})"
 }
 
 # ----------------------------------------------------------- inventory/env
@@ -541,14 +546,14 @@ healthy() {
     pid_from_file "$(mon_pidfile "$c")" >/dev/null || return 1
     pid_from_file "$(osd_pidfile "$c")" >/dev/null || return 1
   done
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do
     pid_from_file "$(sshd_pidfile "$h")" >/dev/null || return 1
   done
   [ -s "$KNOWN_HOSTS" ] && [ -s "$SSH_DIR/authorized_keys" ] || return 1
   for c in "${CLUSTERS[@]}"; do
     rbdc "$c" 15 -- ls rbd >/dev/null 2>&1 || return 1
   done
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do
     ssh_check "$h" || return 1
   done
 }
@@ -583,7 +588,7 @@ cmd_up() {
 cmd_down() {
   require_root
   local c h p pids=() strays
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do
     if p="$(pid_from_file "$(sshd_pidfile "$h")")"; then
       # the listener plus its per-connection session processes
       mapfile -t pids < <(echo "$p"; descendants "$p")
@@ -614,7 +619,7 @@ cmd_status() {
     if p="$(pid_from_file "$(osd_pidfile "$c")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
     echo "$c osd.0: $st"
   done
-  for h in "${CLUSTERS[@]}"; do
+  for h in "${SSH_HOSTS[@]}"; do
     if p="$(pid_from_file "$(sshd_pidfile "$h")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
     echo "sshd $h ($(cluster_ip "$h"):$SSH_PORT): $st"
   done
