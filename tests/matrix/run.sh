@@ -9,6 +9,7 @@
 #   MATRIX_CONNECTION=paramiko             connection plugin of the end-to-end runs: paramiko or ssh
 #   MATRIX_PARAMIKO="2.16 2.17 2.18 2.19"  with MATRIX_CONNECTION unset: the versions run over paramiko
 #                                          (the others over ssh); default: every version
+#   MATRIX_E2E_JOBS=2                      how many versions' end-to-end runs go at once
 #   MATRIX_REF=HEAD                        test a commit (git archive) instead of the working tree
 #
 # Layout: .build/matrix/<ver>/venv (ansible-core of that minor, ansible-runner, paramiko, jmespath, pytest;
@@ -28,6 +29,7 @@ read -r -a VERSIONS <<<"${MATRIX_VERSIONS:-2.16 2.17 2.18 2.19}"
 SANITY_SKIP=" ${MATRIX_SANITY_SKIP:-} "
 E2E_SKIP=" ${MATRIX_E2E_SKIP:-} "
 PARAMIKO=" ${MATRIX_PARAMIKO:-2.16 2.17 2.18 2.19} "
+E2E_JOBS=${MATRIX_E2E_JOBS:-2}
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
 exec </dev/null
 
@@ -115,6 +117,10 @@ e2e() {
   PATH="$OUT/$v/venv/bin:$PATH" MATRIX_VERSION=$v MATRIX_CONNECTION=$conn MATRIX_OUT=$OUT/$v/e2e \
     MATRIX_COLLECTIONS=$OUT/collection \
     "$OUT/$v/venv/bin/python" -m pytest -p no:cacheprovider -v --durations=0 tests/matrix/test_e2e.py
+  local rc=$?
+  echo "warnings of the playbook runs ($OUT/$v/e2e/warnings.txt):"
+  sort "$OUT/$v/e2e/warnings.txt" 2>/dev/null | uniq -c
+  return $rc
 }
 
 # step NAME VERSION FUNCTION: runs FUNCTION VERSION with its output in .build/matrix/VERSION/NAME.log and
@@ -167,7 +173,15 @@ e2e_stream() {
   ((${#todo[@]})) || return 0
   bash tests/testbed/testbed.sh up >"$OUT/testbed.log" 2>&1 || { echo "matrix: test bed not up, see $OUT/testbed.log"
                                                               for v in "${todo[@]}"; do echo "FAIL 0" >"$OUT/$v/e2e.result"; done; return 1; }
-  for v in "${todo[@]}"; do step e2e "$v" e2e; done
+  # up to MATRIX_E2E_JOBS versions at once: each on its own pools, mostly waiting on the clusters and ssh
+  local running=0 rc=0
+  for v in "${todo[@]}"; do
+    if ((running >= E2E_JOBS)); then wait -n || rc=1; ((running--)); fi
+    step e2e "$v" e2e &
+    ((running++))
+  done
+  while ((running > 0)); do wait -n || rc=1; ((running--)); done
+  return $rc
 }
 
 echo "=== sanity and end-to-end runs, side by side"

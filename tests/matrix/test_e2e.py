@@ -20,6 +20,7 @@ Environment (set by run.sh):
 import importlib.util
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,8 @@ OUT = Path(os.environ.get('MATRIX_OUT') or REPO / '.build' / 'matrix' / VERSION)
 POOL = 'matrix-' + VERSION.replace('.', '')
 IMAGES = ('vm-1', 'vm-2', 'vm-3')
 MiB = 1 << 20
+# the test bed's ssh key (root's, from the passwd entry: HOME may point elsewhere, see Runner)
+KEY = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, '.ssh', 'id_ed25519')
 
 # The integration suite's helpers (Cluster, Bed): the real rbd/ceph CLI and librbd, nothing faked.
 _spec = importlib.util.spec_from_file_location('integration_conftest', REPO / 'tests' / 'integration' / 'conftest.py')
@@ -73,6 +76,9 @@ class Runner:
         OUT.mkdir(parents=True, exist_ok=True)
         self.env = bed.ansible_env()
         self.env['ANSIBLE_COLLECTIONS_PATH'] = COLLECTIONS
+        # what each version warns about (deprecations included) is kept in warnings.txt, not failed on
+        self.env['ANSIBLE_DEPRECATION_WARNINGS'] = 'True'
+        (OUT / 'warnings.txt').write_text('')
         self.extravars = {}
         if CONNECTION == 'paramiko':
             # paramiko reads known_hosts only from ~/.ssh (it ignores ansible_ssh_common_args): a HOME of our
@@ -85,7 +91,7 @@ class Runner:
             self.env.update(HOME=str(home), ANSIBLE_SSH_EXECUTABLE='/bin/false',
                             ANSIBLE_PARAMIKO_RECORD_HOST_KEYS='False')
             self.extravars = dict(ansible_connection='paramiko',
-                                  ansible_ssh_private_key_file=os.path.expanduser('~/.ssh/id_ed25519'))
+                                  ansible_ssh_private_key_file=KEY)
 
     def __call__(self, name, check=False, **role):
         self.n += 1
@@ -99,6 +105,9 @@ class Runner:
                                cmdline='--check' if check else None, quiet=True, timeout=600)
         r.events_list = list(r.events)
         r.text = ''.join(e.get('stdout', '') + '\n' for e in r.events_list)
+        warnings = [line for line in r.text.splitlines() if 'WARNING]' in line]
+        with open(OUT / 'warnings.txt', 'a') as f:
+            f.writelines('%s: %s\n' % (name, line) for line in warnings)
         return r
 
 
