@@ -74,6 +74,20 @@ def remote_of(other, hostvars=None, ssh=None, ceph=None):
     return dict((k, v) for k, v in remote.items() if _is_set(v))
 
 
+def hook_groups(specs, hostvars=None, ssh=None):
+    """``rbd_replicate_consistency_groups`` -> rbd_snapshot's ``groups``: a spec's ``host`` (an inventory name;
+    the hooks run there over ssh, reached like :func:`remote_of` reaches a host) becomes ``remote``."""
+    out = []
+    for spec in specs or []:
+        group = dict((k, v) for k, v in spec.items() if k != 'host')
+        if spec.get('host'):
+            hv = hostvars[spec['host']] if hostvars is not None and spec['host'] in hostvars else {}
+            remote = remote_of(spec['host'], hv, dict((k, v) for k, v in (ssh or {}).items() if k not in ('host', 'cipher')))
+            group['remote'] = remote
+        out.append(group)
+    return out
+
+
 def _is_set(value):
     """Pure: whether a role variable is set (its defaults are '', 0 and [], and 0 may arrive as '0')."""
     return value not in (None, '', 0, '0', [], {})
@@ -280,5 +294,5 @@ class FilterModule(object):
                     replication_report=replication_report, verify_item=verify_item, keep_item=keep_item,
                     transfer_item=transfer_item, images_to_verify=images_to_verify, remote_of=remote_of,
                     pool_sides=pool_sides, prune_items=prune_items, dest_hosts=dest_hosts,
-                    share_members=share_members,
+                    share_members=share_members, hook_groups=hook_groups,
                     retention_error=retention_error, scrub_items=scrub_items)

@@ -201,6 +201,22 @@ class Rbd:
     def list_images(self, pool, namespace=None):
         return sorted(self.json('ls', *image_args(pool, namespace=namespace)) or [])
 
+    def group_images(self, pool, group, namespace=None):
+        """The images of the rbd group ``group`` that are in ``pool`` (and ``namespace``); RbdError when the
+        group does not exist (``rbd group image list`` then prints ``[]`` and says so on stderr only)."""
+        argv = self.argv('group', 'image', 'list', *image_args(pool, namespace=namespace)) + [
+            '--group', group, '--format', 'json']
+        rc, out, err = self.runner(argv, self.timeout)
+        try:
+            members = json.loads(out or '[]') if rc == 0 else None
+        except ValueError:
+            members = None
+        if members is None or (not members and 'No such file' in err):
+            raise RbdError('rbd group %s does not exist' % group if rc == 0 else 'rbd group image list failed',
+                           cmd=argv, rc=rc, stderr=err, image='group %s' % image_label(pool, group, namespace))
+        return [m['image'] for m in members
+                if m.get('pool', pool) == pool and (m.get('namespace') or None) == (namespace or None)]
+
     def info(self, pool, image, namespace=None, snap=None):
         """Image (or snapshot) info dict, or None if the image does not exist."""
         label = image_label(pool, image, namespace, snap)

@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 
 def _weight(member: str, name: str) -> bytes:
@@ -28,15 +28,17 @@ def owner(name: str, members: Sequence[str]) -> str:
     return max(sorted(set(members)), key=lambda m: _weight(m, name))
 
 
-def share(names: Iterable[str], members: Sequence[str], member: str) -> List[str]:
+def share(names: Iterable[str], members: Sequence[str], member: str,
+          key: Optional[Dict[str, str]] = None) -> List[str]:
     """Pure: the names (in their order) that ``member`` carries among ``members``.
 
-    A member that is not among ``members`` carries nothing; with no members at all (a single host that did
-    not take part in a shared run) it carries everything.
+    ``key`` maps a name to what is hashed instead (the images of one consistency group share a key, so
+    one host snapshots them together). A member that is not among ``members`` carries nothing; with no
+    members at all (a single host that did not take part in a shared run) it carries everything.
     """
     if not members:
         return list(names)
-    return [n for n in names if owner(n, members) == member]
+    return [n for n in names if owner((key or {}).get(n, n), members) == member]
 
 
 def shares(names: Iterable[str], members: Sequence[str]) -> Dict[str, List[str]]:

@@ -68,9 +68,70 @@ options:
         description: This host's name among O(share.members).
         type: str
         required: true
+  groups:
+    description:
+      - Images that belong together (the disks of one VM, a database and its log) get one point in time - per
+        group, O(groups[].freeze) runs, every image of the group is snapshotted at once, and O(groups[].thaw)
+        runs, always (also when a snapshot failed or the freeze failed or timed out).
+      - A freeze that fails leaves the group's snapshots crash-consistent - taken anyway and said so in
+        RV(images[].consistency) and RV(images[].freeze_error) - unless O(groups[].on_freeze_failure=skip).
+      - The first spec an image belongs to wins; other images are snapshotted on their own. With O(share) a
+        group is never split between hosts. In check mode no hook runs.
+      - Hooks are argv lists (no shell); each word may name the captures of O(groups[].match) as C({name}),
+        and C({group}) (the captures joined by C(-), or the rbd group's name). Ceph's own group snapshots
+        (C(rbd group snap create)) cannot be sent with C(export-diff) by name on Pacific, so a group is one
+        freeze window around concurrent snapshots.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      match:
+        description:
+          - A regular expression a whole image name must match; images with equal captures form one group,
+            for example a pattern that captures the VM id of Proxmox disk names (see the examples).
+          - One of O(groups[].match) and O(groups[].rbd_group).
+        type: str
+      rbd_group:
+        description: The name of an rbd group of O(pool) (C(rbd group create)) whose images form one group.
+        type: str
+      freeze:
+        description: The command to run before the group's snapshots, for example V([qm, guest, cmd, '{vmid}', fsfreeze-freeze]).
+        type: list
+        elements: str
+        default: []
+      thaw:
+        description: The command to run after them, for example V([qm, guest, cmd, '{vmid}', fsfreeze-thaw]).
+        type: list
+        elements: str
+        default: []
+      remote:
+        description:
+          - Run the hooks over ssh on this host (keys as in M(ceph_rbd.backup.rbd_diff_transfer)'s
+            O(ceph_rbd.backup.rbd_diff_transfer#module:remote); C(cipher) and C(ceph) are not used). Default - the host the module runs on.
+        type: dict
+      timeout:
+        description: Seconds after which a hook is killed (and counts as failed).
+        type: int
+        default: 30
+      on_freeze_failure:
+        description: V(snapshot) takes crash-consistent snapshots when the freeze fails; V(skip) takes none (the images fail).
+        type: str
+        choices: [snapshot, skip]
+        default: snapshot
 '''
 
 EXAMPLES = r'''
+- name: Snapshot every disk of each Proxmox VM at one point in time, inside a guest fsfreeze
+  ceph_rbd.backup.rbd_snapshot:
+    pool: rbd
+    include: ['*']
+    groups:
+      - match: 'vm-(?P<vmid>[0-9]+)-disk-[0-9]+'
+        freeze: [qm, guest, cmd, '{vmid}', fsfreeze-freeze]
+        thaw: [qm, guest, cmd, '{vmid}', fsfreeze-thaw]
+        remote: {host: pve-1.example.com, user: root}
+        timeout: 20
+
 - name: Snapshot three images with a timestamped name
   ceph_rbd.backup.rbd_snapshot:
     pool: rbd
@@ -132,6 +193,30 @@ images:
           and this snapshot and its size is the same; null when unknown (no previous snapshot, or check mode).
       type: bool
       returned: success, with O(state=present)
+    consistency:
+      description:
+        - With O(groups), for an image of a group - V(frozen) (the freeze hook succeeded), V(crash-consistent) (it
+          failed; see C(freeze_error)), V(grouped) (no freeze hook - snapshotted at once with its group), or in
+          check mode C(would freeze (<group>)).
+      type: str
+      returned: for images of a group
+    group:
+      description: The group's key (for example C(spec0:101)).
+      type: str
+      returned: for images of a group, not in check mode
+    group_images:
+      description: The images snapshotted in the same freeze window.
+      type: list
+      elements: str
+      returned: for images of a group, not in check mode
+    freeze_error:
+      description: Why the freeze hook failed (the snapshot is crash-consistent).
+      type: str
+      returned: when the freeze hook failed
+    thaw_error:
+      description: Why the thaw hook failed (the module also warns - the guest may still be frozen).
+      type: str
+      returned: when the thaw hook failed
     failed:
       description: Whether this image failed.
       type: bool
@@ -160,9 +245,11 @@ failed_images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ceph_rbd.backup.plugins.module_utils import _share, _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _hooks, _share, _snapshots
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_SPEC
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    finish, image_items, image_name_problem, pool_argument_spec, run_images, select_names,
+    finish, image_items, image_name_problem, pool_argument_spec, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
@@ -183,28 +270,62 @@ def _listed_items(module, rbd, p):
     return [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
 
 
-def _items(module, rbd, p):
-    """The images named or listed, and (with share) the part of them this host carries."""
+def _groups(module, rbd, p):
+    """The images named or listed, in consistency groups (an image alone is a group of its own), and with
+    share the groups this host carries (a group is never split between hosts); and every name listed."""
     items = _listed_items(module, rbd, p) if p['include'] is not None else image_items(module)
     listed = [i['image'] for i in items]
+    specs = p['groups'] or []
+    problems = [_hooks.spec_problem(s) for s in specs]
+    if any(problems):
+        module.fail_json(msg='groups: ' + '; '.join(x for x in problems if x))
+    try:
+        members = dict((s['rbd_group'], rbd.group_images(p['pool'], s['rbd_group'], p['namespace']))
+                       for s in specs if s.get('rbd_group'))
+    except RbdError as e:
+        module.fail_json(**e.as_dict())
+    groups = _hooks.group_images(listed, specs, members)
     if p['share']:
-        mine = set(_share.share(listed, p['share']['members'], p['share']['member']))
-        items = [i for i in items if i['image'] in mine]
-    return items, listed
+        key = dict((i, g.key) for g in groups for i in g.images)
+        mine = set(_share.share(listed, p['share']['members'], p['share']['member'], key))
+        groups = [g for g in groups if g.images[0] in mine]
+    return groups, listed
+
+
+def _run_groups(module, groups, work):
+    """Each group frozen, snapshotted and thawed (see _hooks.run_group), ``parallel`` groups at a time;
+    one outcome per image."""
+    outcomes = []
+    for group, out, error in run_all(groups, lambda g: _hooks.run_group(g, work, module.check_mode),
+                                     module.params['parallel']):
+        out = out if error is None else [(i, None, error) for i in group.images]
+        outcomes += [(dict(image=i), r, e) for i, r, e in out]
+    for _i, r, _e in outcomes:
+        if r and r.get('thaw_error'):
+            module.warn('image %s: %s - the guest may still be frozen' % (r['image'], r['thaw_error']))
+    return outcomes
+
+
+SPEC = pool_argument_spec(
+    images=dict(type='list', elements='str', aliases=['image']),
+    include=dict(type='list', elements='str'),
+    exclude=dict(type='list', elements='str', default=[]),
+    snapshot=dict(type='str'),
+    prefix=dict(type='str', default='backup-'),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    share=dict(type='dict', options=dict(members=dict(type='list', elements='str', required=True),
+                                         member=dict(type='str', required=True))),
+    groups=dict(type='list', elements='dict', default=[], options=dict(
+        match=dict(type='str'), rbd_group=dict(type='str'),
+        freeze=dict(type='list', elements='str', default=[]), thaw=dict(type='list', elements='str', default=[]),
+        remote=dict(type='dict', options=REMOTE_SPEC), timeout=dict(type='int', default=30),
+        on_freeze_failure=dict(type='str', choices=['snapshot', 'skip'], default='snapshot'))),
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=pool_argument_spec(
-            images=dict(type='list', elements='str', aliases=['image']),
-            include=dict(type='list', elements='str'),
-            exclude=dict(type='list', elements='str', default=[]),
-            snapshot=dict(type='str'),
-            prefix=dict(type='str', default='backup-'),
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
-            share=dict(type='dict', options=dict(members=dict(type='list', elements='str', required=True),
-                                                 member=dict(type='str', required=True))),
-        ),
+        argument_spec=SPEC,
         required_if=[('state', 'absent', ['snapshot'])],
         required_one_of=[('images', 'include')],
         mutually_exclusive=[('images', 'include')],
@@ -212,7 +333,7 @@ def main():
     )
     p = module.params
     rbd = librbd_client(p)
-    items, listed = _items(module, rbd, p)
+    groups, listed = _groups(module, rbd, p)
     name = p['snapshot'] or _snapshots.make_name(p['prefix'])
     problem = _snapshots.validate_snapshot_name(name)
     if problem:
@@ -222,8 +343,7 @@ def main():
                          % (name, p['prefix']))
     before, after = {}, {}
 
-    def work(item):
-        image = item['image']
+    def work(image):
         if image_name_problem(image):    # a listed image the rbd CLI of the next steps could not take safely
             raise RbdError(image_name_problem(image), image=image_label(p['pool'], image, p['namespace']))
         snaps = rbd.snapshots_or_none(p['pool'], image, p['namespace'])
@@ -249,9 +369,9 @@ def main():
             result.update(source_hints(rbd, p['pool'], image, p['namespace'], p['prefix'], name))
         return result
 
-    outcomes = run_images(module, items, work)
+    outcomes = _run_groups(module, groups, work)
     finish(module, outcomes, 'rbd_snapshot', diff=dict(before=before, after=after), snapshot=name,
-           names=[i['image'] for i in items], listed=listed)
+           names=[i for g in groups for i in g.images], listed=listed)
 
 
 if __name__ == '__main__':

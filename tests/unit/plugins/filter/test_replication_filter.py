@@ -145,7 +145,8 @@ def test_filter_module_exports():
     f = F.FilterModule().filters()
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
                       'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify',
-                      'remote_of', 'pool_sides', 'prune_items', 'dest_hosts', 'share_members'}
+                      'remote_of', 'pool_sides', 'prune_items', 'dest_hosts', 'share_members',
+                      'hook_groups'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -305,3 +306,14 @@ def test_summary_names_the_host_and_only_one_host_reports_orphans():
     mine = F.replication_summary(steps, 'rbd', host='src-1')
     assert [(e['image'], e['host'], e['action']) for e in mine] == [('a', 'src-1', None), ('gone', 'src-1', 'orphaned')]
     assert [e['image'] for e in F.replication_summary(steps, 'rbd', host='src-2', orphans=False)] == ['a']
+
+
+def test_hook_groups_reach_a_named_host_like_the_role_reaches_the_others():
+    specs = [dict(match='vm-(?P<vmid>[0-9]+)-disk-[0-9]+', freeze=['f', '{vmid}'], thaw=['t'], host='pve-1', timeout=9),
+             dict(rbd_group='db', freeze=['f'])]
+    hostvars = {'pve-1': dict(ansible_host='10.0.2.1', ansible_user='root', ansible_port=2200)}
+    out = F.hook_groups(specs, hostvars, dict(options=['-o', 'X=y'], cipher='c'))
+    assert out[0] == dict(match=specs[0]['match'], freeze=['f', '{vmid}'], thaw=['t'], timeout=9,
+                          remote=dict(host='10.0.2.1', user='root', port=2200, options=['-o', 'X=y']))
+    assert out[1] == dict(rbd_group='db', freeze=['f'])
+    assert F.hook_groups([]) == []

@@ -51,3 +51,12 @@ def test_owner_needs_members():
 ])
 def test_member_of_cookie(cookie, expected):
     assert _share.member_of_cookie(cookie, 'run1') == expected
+
+
+def test_a_group_key_keeps_the_images_of_one_group_on_one_host():
+    key = dict((n, n.rsplit('-disk-', 1)[0]) for n in NAMES)          # vm-N: both disks of a VM
+    members = ['a', 'b', 'c']
+    for m in members:
+        mine = _share.share(NAMES, members, m, key)
+        assert all(('%s-disk-0' % n.rsplit('-disk-', 1)[0]) in mine for n in mine)
+        assert all(('%s-disk-1' % n.rsplit('-disk-', 1)[0]) in mine for n in mine)

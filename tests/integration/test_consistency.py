@@ -1,0 +1,174 @@
+"""Consistent snapshots of a running "VM" (issue #14): freeze and thaw hooks around a group's snapshots.
+
+A writer process keeps writing numbered records through librbd across the two disks of one VM: record n
+goes to slot n of disk 0, then to slot n of disk 1 (as a database writes its data, then its log). It
+pauses when the freeze hook asks (a control file; it acknowledges, like fsfreeze), and resumes on thaw.
+With the hooks both disks' backup snapshots end at the same record; without them they can differ.
+"""
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import role_vars
+
+MiB = 1 << 20
+SLOT = 4096
+SLOTS = 16384                     # 64 MiB disks: minutes of records at ~100 a second
+DISKS = ['vm-7-disk-0', 'vm-7-disk-1']
+
+WRITER = r'''
+import os, struct, sys, time, hashlib, rados, rbd
+conf, keyring, pool, ctl = sys.argv[1:5]
+disks = sys.argv[5:]
+cluster = rados.Rados(conffile=conf, conf=dict(keyring=keyring))
+cluster.connect()
+ioctx = cluster.open_ioctx(pool)
+images = [rbd.Image(ioctx, d) for d in disks]
+n = 0
+while not os.path.exists(os.path.join(ctl, 'stop')):
+    if os.path.exists(os.path.join(ctl, 'freeze')):          # the guest agent froze the file systems
+        open(os.path.join(ctl, 'frozen'), 'w').close()
+        while os.path.exists(os.path.join(ctl, 'freeze')):
+            time.sleep(0.01)
+        os.unlink(os.path.join(ctl, 'frozen'))
+        continue
+    n += 1
+    if n >= %(slots)d:
+        break
+    body = struct.pack('>Q', n) + os.urandom(%(slot)d - 8 - 32)
+    record = body + hashlib.sha256(body).digest()
+    for image in images:
+        image.write(record, n * %(slot)d)
+    open(os.path.join(ctl, 'count'), 'w').write(str(n))
+    time.sleep(0.01)
+for image in images:
+    image.close()
+ioctx.close()
+cluster.shutdown()
+''' % dict(slots=SLOTS, slot=SLOT)
+
+# The freeze hook: ask the writer to pause and wait for its acknowledgement (like fsfreeze-freeze, which
+# returns once the file systems are frozen); "hang" never returns (a guest agent that does not answer).
+# The thaw hook: let it go on. Both append to ctl/hooks.log.
+HOOK = r'''
+import os, sys, time
+what, ctl = sys.argv[1], sys.argv[2]
+open(os.path.join(ctl, 'hooks.log'), 'a').write('%s %s\n' % (what, ' '.join(sys.argv[3:])))
+if what in ('freeze', 'hang'):
+    open(os.path.join(ctl, 'freeze'), 'w').close()
+    deadline = time.time() + 20
+    while not os.path.exists(os.path.join(ctl, 'frozen')) and time.time() < deadline:
+        time.sleep(0.01)
+    if what == 'hang':
+        time.sleep(3600)
+    sys.exit(0 if os.path.exists(os.path.join(ctl, 'frozen')) else 1)
+if what == 'thaw':
+    if os.path.exists(os.path.join(ctl, 'freeze')):
+        os.unlink(os.path.join(ctl, 'freeze'))
+'''
+
+
+@pytest.fixture
+def vm(bed, pools, tmp_path):
+    """Two disks of VM 7 and the writer running on them; stopped at the end."""
+    for d in DISKS:
+        bed.src.create(pools, d, SLOTS * SLOT)
+    ctl = tmp_path / 'ctl'
+    ctl.mkdir()
+    (tmp_path / 'writer.py').write_text(WRITER)
+    (tmp_path / 'hook.py').write_text(HOOK)
+    proc = subprocess.Popen(['/usr/bin/python3', str(tmp_path / 'writer.py'), bed.env['SRC_CONF'],
+                             bed.env['SRC_KEYRING'], pools, str(ctl)] + DISKS)
+    deadline = time.time() + 30
+    while not (ctl / 'count').exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert (ctl / 'count').exists(), 'the writer did not start'
+    yield dict(ctl=ctl, hook=['/usr/bin/python3', str(tmp_path / 'hook.py')], proc=proc)
+    (ctl / 'stop').touch()
+    (ctl / 'freeze').unlink() if (ctl / 'freeze').exists() else None
+    proc.wait(timeout=60)
+
+
+def _last_record(cluster, pool, image, snap):
+    """The number of the last record in the snapshot; fails on a torn record or a gap."""
+    data = cluster.read(pool, image, 0, SLOTS * SLOT, snap=snap)
+    last = 0
+    for n in range(1, SLOTS):
+        block = data[n * SLOT:(n + 1) * SLOT]
+        if block == b'\0' * SLOT:
+            break
+        body, digest = block[:-32], block[-32:]
+        assert hashlib.sha256(body).digest() == digest, 'torn record %d in %s@%s' % (n, image, snap)
+        assert struct.unpack('>Q', body[:8])[0] == n
+        last = n
+    assert data[(last + 1) * SLOT:] == b'\0' * (len(data) - (last + 1) * SLOT), 'a gap after record %d' % last
+    return last
+
+
+def _groups(vm, **extra):
+    return [dict(match=r'vm-(?P<vmid>\d+)-disk-\d+', freeze=vm['hook'] + ['freeze', str(vm['ctl']), '{vmid}'],
+                 thaw=vm['hook'] + ['thaw', str(vm['ctl']), '{vmid}'], timeout=10, **extra)]
+
+
+def _hooks_log(vm):
+    path = vm['ctl'] / 'hooks.log'
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _count(vm):
+    return int((vm['ctl'] / 'count').read_text() or 0)
+
+
+def test_with_freeze_both_disks_backups_end_at_the_same_record(bed, pools, vm):
+    extra = role_vars(pools, rbd_replicate_consistency_groups=_groups(vm))
+    for night in range(2):
+        time.sleep(1)
+        bed.playbook(extra=extra)
+        snap = bed.dst.snaps(pools, DISKS[0])[-1]
+        assert bed.dst.snaps(pools, DISKS[1])[-1] == snap
+        last = [_last_record(bed.dst, pools, d, snap) for d in DISKS]
+        assert last[0] == last[1] > 0, (night, last)
+    assert _hooks_log(vm) == ['freeze 7', 'thaw 7'] * 2
+    before = _count(vm)
+    time.sleep(0.5)
+    assert _count(vm) > before, 'the writer did not resume after the thaw'
+
+
+def test_without_freeze_the_disks_snapshots_can_differ(bed, pools, vm):
+    differ = []
+    for attempt in range(5):
+        snap = 'backup-t%d' % attempt
+        bed.src_module('rbd_snapshot', dict(pool=pools, images=DISKS, snapshot=snap))
+        last = [_last_record(bed.src, pools, d, snap) for d in DISKS]
+        differ.append(last[0] != last[1])
+        if any(differ):
+            break
+    assert any(differ), 'five snapshot pairs without a freeze all ended at the same record'
+
+
+def test_thaw_runs_when_the_freeze_times_out_and_the_snapshot_is_crash_consistent(bed, pools, vm):
+    groups = _groups(vm)
+    groups[0].update(freeze=vm['hook'] + ['hang', str(vm['ctl']), '{vmid}'], timeout=2)
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=DISKS, snapshot='backup-hang', groups=groups))
+    assert {i['consistency'] for i in r['images']} == {'crash-consistent'}
+    assert all('timed out after 2 s' in i['freeze_error'] for i in r['images'])
+    assert _hooks_log(vm) == ['hang 7', 'thaw 7']
+    before = _count(vm)
+    time.sleep(0.5)
+    assert _count(vm) > before, 'the writer did not resume after the thaw'
+
+
+def test_thaw_runs_when_a_snapshot_fails(bed, pools, vm):
+    bed.src.run('snap', 'create', '--pool', pools, '--image', DISKS[1], '--snap', 'pre')
+    bed.src.run('snap', 'limit', 'set', '--pool', pools, '--image', DISKS[1], '--limit', '1')
+    r = bed.src_module('rbd_snapshot', dict(pool=pools, images=DISKS, snapshot='backup-limited', groups=_groups(vm)),
+                       expect_failed=True)
+    assert r['failed_images'] == [DISKS[1]]
+    assert _hooks_log(vm) == ['freeze 7', 'thaw 7']
+    assert not (vm['ctl'] / 'freeze').exists()
