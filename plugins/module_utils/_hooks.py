@@ -21,11 +21,15 @@ import re
 import string
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import quote, run
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import ssh_argv
 
 FROZEN, GROUPED, CRASH = 'frozen', 'grouped', 'crash-consistent'
+
+# where a group's hooks run over ssh (rbd_snapshot's groups[].remote): a remote without its cluster
+REMOTE_SPEC = dict((k, v) for k, v in _remote.REMOTE_SPEC.items() if k not in ('cipher', 'ceph'))
 
 
 class Group:

@@ -105,10 +105,27 @@ options:
         elements: str
         default: []
       remote:
-        description:
-          - Run the hooks over ssh on this host (keys as in M(ceph_rbd.backup.rbd_diff_transfer)'s
-            O(ceph_rbd.backup.rbd_diff_transfer#module:remote); C(cipher) and C(ceph) are not used). Default - the host the module runs on.
+        description: Run the hooks over ssh on this host. Default - the host the module runs on.
         type: dict
+        suboptions:
+          host:
+            description: The address of the host.
+            type: str
+            required: true
+          user:
+            description: The user to log in as.
+            type: str
+          port:
+            description: The ssh port.
+            type: int
+          key:
+            description: The private key to log in with (default - ssh's own default keys).
+            type: path
+          options:
+            description: Extra ssh arguments.
+            type: list
+            elements: str
+            default: []
       timeout:
         description: Seconds after which a hook is killed (and counts as failed).
         type: int
@@ -247,7 +264,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _hooks, _share, _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_SPEC
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     finish, image_items, image_name_problem, pool_argument_spec, select_names,
 )
@@ -318,7 +334,7 @@ SPEC = pool_argument_spec(
     groups=dict(type='list', elements='dict', default=[], options=dict(
         match=dict(type='str'), rbd_group=dict(type='str'),
         freeze=dict(type='list', elements='str', default=[]), thaw=dict(type='list', elements='str', default=[]),
-        remote=dict(type='dict', options=REMOTE_SPEC), timeout=dict(type='int', default=30),
+        remote=dict(type='dict', options=_hooks.REMOTE_SPEC), timeout=dict(type='int', default=30),
         on_freeze_failure=dict(type='str', choices=['snapshot', 'skip'], default='snapshot'))),
 )
 

@@ -7,10 +7,8 @@ With the hooks both disks' backup snapshots end at the same record; without them
 """
 
 import hashlib
-import os
 import struct
 import subprocess
-import sys
 import time
 
 import pytest

@@ -278,8 +278,12 @@ def test_dest_hosts_takes_a_host_a_list_or_a_group():
     assert F.dest_hosts('ceph_backup', groups) == ['bak-1', 'bak-2']
 
 
+def _lock(fsid, pool='rbd'):
+    return dict(_rbd_replicate_lock=dict(fsid=fsid, pool=pool))
+
+
 def test_share_members_are_the_play_hosts_on_the_same_cluster_and_pool():
-    lock = lambda fsid, pool='rbd': dict(_rbd_replicate_lock=dict(fsid=fsid, pool=pool))   # noqa: E731
+    lock = _lock
     hostvars = {'src-1': lock('f1'), 'src-2': lock('f1'), 'src-3': lock('f2'), 'src-4': lock('f1', 'other'),
                 'src-5': {}, 'src-6': lock('f1')}
     play_hosts = ['src-2', 'src-1', 'src-3', 'src-4', 'src-5']          # src-6 failed or is unreachable
