@@ -5,6 +5,10 @@ from typing import Callable, Dict, Iterable, List, Optional
 from .common import MiB, median
 
 
+# the modules whose work grows with the images a host carries (the others: lock, listing, once per pool)
+PER_IMAGE_MODULES = ('rbd_snapshot', 'rbd_diff_transfer', 'rbd_extent_verify', 'rbd_snapshot_prune')
+
+
 def _module_of(action):
     return (action or '').split('.')[-1]
 

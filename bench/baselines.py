@@ -95,9 +95,9 @@ def old_incremental(bench, pool: str, old_pool: str, prev: str, new: str) -> dic
 
 # -- p2: the initial copies, and the serial per-image loop -----------------------------------------
 
-def initial_copies(bench, jobs: List[Tuple[str, str]], stamp: str) -> None:
+def initial_copies(bench, jobs: List[Tuple[str, str]], stamp: str, what: str = 'p2') -> None:
     """Replicate each (pool, image) of ``jobs`` once, 8 at a time, the way the role leaves things (one
-    snapshot ``stamp`` on both sides, nothing else).  Not what P2 measures: it is not timed."""
+    snapshot ``stamp`` on both sides, nothing else).  Not what P2 (or hosts) measures: it is not timed."""
     sh = shell(bench.bed)
 
     def initial(job):
@@ -108,8 +108,8 @@ def initial_copies(bench, jobs: List[Tuple[str, str]], stamp: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         bad = [(j, r[3]) for j, r in zip(jobs, ex.map(initial, jobs)) if r[1]]
     if bad:
-        raise RuntimeError('p2 initial replication failed for %d images, e.g. %s' % (len(bad), bad[0]))
-    log('p2 setup: initial replication done in %.1fs' % (time.monotonic() - t0))
+        raise RuntimeError('%s initial replication failed for %d images, e.g. %s' % (what, len(bad), bad[0]))
+    log('%s setup: initial replication done in %.1fs' % (what, time.monotonic() - t0))
 
 
 def _serial_script(sh, pool, image, new):

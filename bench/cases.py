@@ -1,17 +1,19 @@
 """The cases: each measures the role and its baseline in the same runs and returns {result key: result}.
 
-p1/p1z (throughput), p3 (verify), p4 (module memory), ovh (fixed cost), ab (import-diff from stdin) and
-p2 (scale); the prof case (after p2) is in bench/profile.py.  bench/README.md says what each measures.
+p1/p1z (throughput), p3 (verify), p4 (module memory), ovh (fixed cost), ab (import-diff from stdin),
+p2 (scale) and hosts (one vs two source and backup hosts); the prof case (after p2) is in bench/profile.py.
+bench/README.md says what each measures.
 """
 
 import datetime
 import os
+import random
 import time
 from typing import Dict, List, Optional, Tuple
 
 from . import baselines
-from .analysis import (child_peaks_of, failed_msg, fmt_peaks, good_or_all, max_peaks, median_profile, module_wall,
-                       peaks_of, task_table, timeline, transfer_images)
+from .analysis import (PER_IMAGE_MODULES, child_peaks_of, failed_msg, fmt_peaks, good_or_all, max_peaks,
+                       median_profile, module_wall, peaks_of, task_table, timeline, transfer_images)
 from .cluster import librbd
 from .common import MiB, T_START, NoSpace, human, log, median
 from .data import write_fresh
@@ -311,7 +313,8 @@ def case_p2(b: Bench) -> Dict[str, dict]:
     pool, old_pool = b.make_pool('p2'), b.make_pool('p2old')
     names = ['img-%03d' % i for i in range(count)]
     b.p2_ready = dict(pool=pool, old_pool=old_pool, names=names)
-    _p2_images(b, ((pool, names), (old_pool, names[:sample])), count, sample)
+    log('p2 setup: creating %d + %d images of 1 MiB with a few KiB written' % (count, sample))
+    small_images(b, ((pool, names), (old_pool, names[:sample])))
     init_role = _p2_initial(b, pool, old_pool, names, names[:sample])
     runs, budget_note = _p2_runs(b, pool, old_pool, names[:sample])
     return {'p2': _p2_result(runs, count, sample, init_role, budget_note)}
@@ -324,8 +327,8 @@ def p2_teardown(b: Bench) -> None:
         b.p2_ready = None
 
 
-def _p2_images(b, pools_names, count, sample):
-    log('p2 setup: creating %d + %d images of 1 MiB with a few KiB written' % (count, sample))
+def small_images(b: Bench, pools_names) -> None:
+    """Images of 1 MiB with a few KiB written (p2, hosts): for each (pool, names) of ``pools_names``."""
     for p, ns in pools_names:
         with b.bed.src.cluster.open_ioctx(p) as io:
             for n in ns:
@@ -339,7 +342,7 @@ def _p2_initial(b, pool, old_pool, names, snames):
     """The initial replication is not what P2 measures: the bench does it itself, 8 images at a time,
     the way the role leaves things (a snapshot <prefix><UTC stamp> on both sides, nothing else);
     --p2-initial role makes the role do it (and reports its time)."""
-    stamp = 'backup-' + (datetime.datetime.utcnow() - datetime.timedelta(days=1)).strftime('%Y%m%dT%H%M%SZ')
+    stamp = yesterday_stamp()
     jobs = [(pool, n) for n in names] + [(old_pool, n) for n in snames]
     init_role = None
     if b.args.p2_initial == 'role':
@@ -349,8 +352,13 @@ def _p2_initial(b, pool, old_pool, names, snames):
         init_role = r['wall']
         log('p2 setup: initial role run %.1fs rc=%d' % (r['wall'], r['rc']))
     log('p2 setup: initial replication of %d images by the bench (8 at a time)' % len(jobs))
-    baselines.initial_copies(b, jobs, stamp)
+    baselines.initial_copies(b, jobs, stamp, 'p2')
     return init_role
+
+
+def yesterday_stamp() -> str:
+    """The name of an initial snapshot made by the bench: the role's prefix and a UTC stamp a day ago."""
+    return 'backup-' + (datetime.datetime.utcnow() - datetime.timedelta(days=1)).strftime('%Y%m%dT%H%M%SZ')
 
 
 def _p2_runs(b, pool, old_pool, snames):
@@ -403,3 +411,98 @@ def _p2_result(all_runs: List[dict], count, sample, init_role, budget_note):
                old_steps=dict((k, median([r['old_steps'][k] for r in runs])) for k in baselines.SERIAL_STEPS))
     res['speedup_of_medians'] = res['old_scaled_median'] / res['role_median']
     return res
+
+
+# -- hosts -----------------------------------------------------------------------------------------
+
+HOST_SIDES = ('one', 'two')
+
+
+def case_hosts(b: Bench) -> Dict[str, dict]:
+    """COUNT images of 1 MiB, replicated once by the bench (not timed); per run, for each side in turn, a few
+    KiB of fresh data in every image (not timed) and a full nightly role run (timed): ``one`` with the
+    test bed's inventory (one source host, one backup host), ``two`` with source2 and backup2 added (the
+    source hosts share the pool's images, the backup hosts are taken in turn), alternating which goes
+    first.  All four "hosts" are this machine: two/one is the cost of coordination, not the speed-up."""
+    missing = b.bed.second_hosts_missing()
+    if missing:
+        why = 'the test bed has no second sshd %s: run bash tests/testbed/testbed.sh up' % ', '.join(missing)
+        log('hosts skipped: ' + why)
+        b.notes.append('HOSTS skipped: ' + why)
+        return {}
+    count = b.args.images
+    b.ensure_space(2 * count * MiB, 2 * count * MiB, 'hosts setup')
+    pool = b.make_pool('hosts')
+    names = ['img-%03d' % i for i in range(count)]
+    inventories = dict(one=b.bed.inventory, two=b.bed.two_hosts_inventory(os.path.join(b.tmp, 'two-hosts.yml')))
+    names_of = dict((a, h) for h, a in b.bed.second_hosts().items())
+    names_of[b.env.get('DST_HOST', '127.0.0.3')] = 'backup'
+    log('hosts setup: creating %d images of 1 MiB with a few KiB written' % count)
+    small_images(b, ((pool, names),))
+    log('hosts setup: initial replication of %d images by the bench (8 at a time)' % count)
+    baselines.initial_copies(b, [(pool, n) for n in names], yesterday_stamp(), 'hosts')
+    runs = []
+    for i in range(b.args.runs):
+        rec = dict(order=alternate(i, *HOST_SIDES))
+        for who in rec['order']:
+            _write_small(b, pool, names, 'hosts run %d/%d (%s host%s)' % (
+                i + 1, b.args.runs, who, '' if who == 'one' else 's'))
+            rec[who] = _hosts_record(b.role(pool, {}, 'hosts-%s#%d' % (who, i), inventory=inventories[who]), names_of)
+        rec['ratio'] = rec['two']['wall'] / rec['one']['wall']
+        log('hosts run %d: %d images with changes: one host %.1fs, two hosts %.1fs (%s): two/one %.2f' % (
+            i + 1, count, rec['one']['wall'], rec['two']['wall'], _fmt_carried(rec['two']), rec['ratio']))
+        runs.append(rec)
+    b.drop_pool(pool)
+    return {'hosts': _hosts_result(runs, count)}
+
+
+def _write_small(b, pool, names, what):
+    """A few KiB of unique random data into every image, at a random 4 KiB-aligned offset (never timed)."""
+    log('%s: writing 8 KiB into each of %d images (not timed)' % (what, len(names)))
+    with b.bed.src.cluster.open_ioctx(pool) as io:
+        for n in names:
+            with librbd.Image(io, n) as img:
+                img.write(os.urandom(8192), random.randrange(0, MiB - 8192, 4096))
+
+
+def _hosts_record(r, names_of):
+    """What a hosts run keeps: per source host the images it carried (the role's set_stats summary, keyed by
+    source host), how many of them sent data, and the backup host its transfer ran on (callback records)."""
+    summary = ((r.get('custom') or {}).get('_run') or {}).get('rbd_replicate') or {}
+    carried, sent = {}, {}
+    for host, totals in summary.items():
+        mine = [e for e in totals.get('per_image') or [] if e.get('action') != 'orphaned']
+        carried[host] = len(mine)
+        sent[host] = sum(1 for e in mine if not e.get('unchanged') and not e.get('failed'))
+    xfer = [t for t in r['tasks'] if (t.get('action') or '').endswith('rbd_diff_transfer')]
+    via = dict((h, names_of.get(x.get('delegated_to'), x.get('delegated_to')))
+               for h, x in ((xfer[0].get('hosts') or {}) if xfer else {}).items())
+    return dict(wall=r['wall'], rc=r['rc'], error=failed_msg(r), tasks=task_table(r), carried=carried, sent=sent,
+                via=via, failed_images=sum(t.get('failed') or 0 for t in summary.values()))
+
+
+def _fmt_carried(x):
+    return ', '.join('%s %d images (%d sent) via %s' % (h, n, x['sent'].get(h, 0), x['via'].get(h) or '?')
+                     for h, n in sorted(x['carried'].items())) or 'no set_stats summary'
+
+
+def _hosts_result(all_runs: List[dict], count: int) -> dict:
+    def ok(r):
+        return not r['one']['rc'] and not r['two']['rc']
+    runs = good_or_all(all_runs, ok)
+    one = median([r['one']['wall'] for r in runs])
+    two = median([r['two']['wall'] for r in runs])
+    profile_one = median_profile([r['one']['tasks'] for r in runs])
+    # a model, not a measurement: real hosts halve the per-image tasks and keep the rest (start-up, lock,
+    # listing, the other tasks), each host paying it in parallel
+    per_image = sum(p['wall'] for p in profile_one if p['module'] in PER_IMAGE_MODULES)
+    total = sum(p['wall'] for p in profile_one)
+    return dict(images=count, runs=all_runs, good_runs=len([r for r in all_runs if ok(r)]),
+                one_median=one, two_median=two, ratio_of_medians=two / one,
+                ratio_median=median([r['ratio'] for r in runs]),
+                carried=runs[-1]['two']['carried'], sent=runs[-1]['two']['sent'], via=runs[-1]['two']['via'],
+                carried_stable=len(set(tuple(sorted(r['two']['carried'].items())) for r in runs)) == 1,
+                failed_runs=sum(1 for r in all_runs if not ok(r)),
+                failed_messages=[r[w]['error'] for r in all_runs for w in HOST_SIDES if r[w]['rc']],
+                per_image_tasks_one=per_image, real_hosts_model=(total - per_image / 2) / total if total else None,
+                profile=median_profile([r['two']['tasks'] for r in runs]), profile_one=profile_one)

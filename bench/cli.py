@@ -14,8 +14,9 @@ from .common import GiB, HERE, MiB, REPO, RUN_ID, NoSpace, human, log
 from .runner import Bench, disk_free
 
 DESCRIPTION = 'Benchmark of the ceph_rbd.backup collection against the old per-image script (a benchmark, not a test).'
-ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof'
-# --quick / full: changed data per throughput run, p4's small change, p2 images and sample, ab size, budget (min)
+ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts'
+# --quick / full: changed data per throughput run, p4's small change, p2 and hosts images, p2 sample, ab size,
+# budget (min)
 SIZES = {True: dict(size=256 * MiB, mem_small=32 * MiB, images=50, sample=5, ab_size=128 * MiB, budget=8),
          False: dict(size=2 * GiB, mem_small=256 * MiB, images=200, sample=20, ab_size=256 * MiB, budget=15)}
 
@@ -29,14 +30,14 @@ def parser() -> argparse.ArgumentParser:
                     help='p1z: shape the ssh link to this tc rate (e.g. 1gbit, 500mbit) or none (plain loopback)')
     ap.add_argument('--quick', action='store_true', help='smaller sizes: 256 MiB, 50 images (sample 5)')
     ap.add_argument('--cases', default=ALL_CASES,
-                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof (run in this order; p3 and p4 always '
+                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts (run in this order; p3 and p4 always '
                          'run together; prof needs p2)')
     ap.add_argument('--size', type=str, default=None, help='changed data per run for p1/p1z/p3 (e.g. 2G)')
-    ap.add_argument('--images', type=int, default=None, help='p2: images in the pool')
+    ap.add_argument('--images', type=int, default=None, help='p2 and hosts: images in the pool')
     ap.add_argument('--sample', type=int, default=None, help='p2: images the serial loop is timed on')
     ap.add_argument('--keep-pools', action='store_true', help='do not remove the bench pools at the end')
     ap.add_argument('--budget', type=float, default=None,
-                    help='minutes: p2 (last) does fewer runs (at least 1) when the next would end later '
+                    help='minutes: p2 (last but hosts) does fewer runs (at least 1) when the next would end later '
                          '(default 15, --quick 8; 0: no limit)')
     ap.add_argument('--min-free', type=float, default=10,
                     help='GiB the host disk must keep free after each heavy step (default 10): the OSDs are '
@@ -111,6 +112,8 @@ def plan(b: Bench, wanted: List[str]) -> List[Step]:
         if 'prof' in wanted:
             steps.append(('prof', lambda: _prof(b)))
         steps.append(('p2 teardown', lambda: cases.p2_teardown(b)))
+    if 'hosts' in wanted:
+        steps.append(('hosts', _store(b, lambda: cases.case_hosts(b))))
     return steps
 
 

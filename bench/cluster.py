@@ -7,10 +7,13 @@ test code.
 
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
+
+import yaml
 
 from .common import REPO
 
@@ -110,6 +113,33 @@ class Bed:
         self.ssh = ['ssh', '-p', self.ssh_port, '-o', 'BatchMode=yes',
                     '-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % self.dir,
                     '-o', 'StrictHostKeyChecking=yes', 'root@%s' % env.get('DST_HOST', '127.0.0.3')]
+
+    def second_hosts(self) -> Dict[str, str]:
+        """The test bed's second sshd per cluster (same clusters, same keys, in known_hosts): name -> address."""
+        return dict(source2=self.env.get('SRC2_HOST', '127.0.0.4'), backup2=self.env.get('DST2_HOST', '127.0.0.5'))
+
+    def second_hosts_missing(self) -> List[str]:
+        """Those of the second hosts whose sshd does not answer (a test bed started before they existed)."""
+        missing = []
+        for name, addr in self.second_hosts().items():
+            try:
+                socket.create_connection((addr, int(self.ssh_port)), timeout=5).close()
+            except OSError:
+                missing.append('%s (%s:%s)' % (name, addr, self.ssh_port))
+        return missing
+
+    def two_hosts_inventory(self, path: str) -> str:
+        """The test bed's inventory plus source2 and backup2; the source hosts name the group ceph_backup as
+        rbd_replicate_dest_host, so they share each pool's images and take the two backup hosts in turn
+        (the way tests/integration/test_scale_out.py writes it).  Returns ``path``."""
+        inv = yaml.safe_load(Path(self.inventory).read_text())
+        groups = inv['all']['children']
+        addr = self.second_hosts()
+        groups['ceph_source']['hosts']['source2'] = dict(ansible_host=addr['source2'])
+        groups['ceph_backup']['hosts']['backup2'] = dict(ansible_host=addr['backup2'])
+        groups['ceph_source']['vars']['rbd_replicate_dest_host'] = 'ceph_backup'
+        Path(path).write_text(yaml.safe_dump(inv))
+        return path
 
     @staticmethod
     def ansible_env(*extra: Dict[str, str]) -> Dict[str, str]:

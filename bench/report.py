@@ -109,9 +109,27 @@ def _ab_rows(r):
              '/dev/stdin / - %.2f' % r['ratio_median'], '(informative)', '-')]
 
 
+def _hosts_rows(r):
+    carried = ', '.join('%s %d images via %s' % (h, n, r['via'].get(h) or '?') for h, n in sorted(r['carried'].items()))
+    if not r['carried_stable']:
+        carried += ', shares differ between runs'
+    ratio = 'two/one %.2f' % r['ratio_of_medians']
+    if r['failed_runs']:
+        ratio += ' (%d runs FAILED)' % r['failed_runs']
+    if not r['good_runs']:
+        ratio = 'no valid run: the role FAILED'
+    model = ('; real hosts (own CPUs and NICs), if the per-image tasks halve: ~%.2f' % r['real_hosts_model']
+             if r.get('real_hosts_model') else '')
+    return [('Hosts: one vs two source+backup hosts sharing a pool, %d images with changes (all "hosts" share '
+             'this machine\'s %d CPUs: the cost of coordination, not the speed-up)' % (r['images'], os.cpu_count()),
+             len(r['runs']), 'two hosts %.1f s (%s)' % (r['two_median'], carried or 'no set_stats summary'),
+             'one host %.1f s' % r['one_median'], ratio, '(informative%s)' % model, '-')]
+
+
 ROWS = (('p1', lambda r: _p1_row(r, 'p1', 'P1 throughput')),
         ('p1z', lambda r: _p1_row(r, 'p1z', 'P1 zstd, compressible data')),
-        ('p3', _p3_rows), ('p4', _p4_rows), ('p2', _p2_rows), ('ovh', _ovh_rows), ('ab', _ab_rows))
+        ('p3', _p3_rows), ('p4', _p4_rows), ('p2', _p2_rows), ('ovh', _ovh_rows), ('ab', _ab_rows),
+        ('hosts', _hosts_rows))
 
 
 def _notes(results, extra_notes):
@@ -129,6 +147,10 @@ def _notes(results, extra_notes):
     if r and r.get('failed_runs'):
         notes.append('P3: %d role run(s) FAILED: %s' % (r['failed_runs'], ' | '.join(
             str(x.get('error'))[:300] for run in r['runs'] for x in run.values() if x.get('rc'))))
+    r = results.get('hosts')
+    if r and r.get('failed_runs'):
+        notes.append('HOSTS: %d run(s) with a FAILED role run (left out of the medians unless all failed): %s' % (
+            r['failed_runs'], ' | '.join(str(m)[:300] for m in r['failed_messages'])))
     if p2:
         notes.append('P2: the serial loop is timed on %d of the %d images and scaled by %d/%d.'
                      % (p2['sample'], p2['images'], p2['images'], p2['sample']))
@@ -186,6 +208,12 @@ def profile_text(results: Dict[str, dict]) -> str:
         r = results.get(key)
         if r and r.get('profile'):
             out += _task_profile(title, r['profile'])
+    r = results.get('hosts')
+    if r and r.get('profile'):
+        out += _task_profile('Hosts: role run with one source and one backup host (%d images)' % r['images'],
+                             r['profile_one'])
+        out += _task_profile('Hosts: role run with two source and two backup hosts (%d images; a task ends with '
+                             'its last host)' % r['images'], r['profile'])
     for variant, r in (results.get('prof') or {}).items():
         out += _call_profile(variant, r)
     return '\n'.join(out)

@@ -45,7 +45,7 @@ class CallbackModule(CallbackBase):
         if self.current is not None and self.current.get('end') is None:
             self.current['end'] = now
         self.current = dict(name=task.get_name(), action=task.action, start=now, end=None, status=None,
-                            images=None)
+                            images=None, hosts={})
         self.tasks.append(self.current)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
@@ -58,13 +58,19 @@ class CallbackModule(CallbackBase):
         if self.current is None:
             return
         self.current['end'] = time.time()
-        self.current['status'] = status
+        if self.current['status'] != 'failed':      # one host failed, the task failed
+            self.current['status'] = status
         r = _res(result)
+        host = result._host.get_name() if getattr(result, '_host', None) else None
+        # with several hosts, one entry each: its status and the host a delegated task ran on
+        dv = r.get('_ansible_delegated_vars') or {}
+        self.current['hosts'][host] = dict(status=status,
+                                           delegated_to=dv.get('ansible_delegated_host') or dv.get('ansible_host'))
         if isinstance(r.get('images'), list):
-            imgs = []
+            imgs = self.current['images'] or []
             for i in r['images']:
                 if isinstance(i, dict):
-                    imgs.append(dict((k, i.get(k)) for k in KEEP if k in i))
+                    imgs.append(dict([(k, i.get(k)) for k in KEEP if k in i] + [('host', host)]))
             self.current['images'] = imgs
         if status == 'failed':
             msg = str(r.get('msg'))[:1500]
