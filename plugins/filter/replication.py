@@ -116,9 +116,10 @@ def share_members(lock, hostvars, play_hosts, var='_rbd_replicate_lock'):
 def pool_sides(entry, settings, hostvars, source_host, members=None):
     """One ``rbd_replicate_pools`` entry -> everything the role's steps need to name both sides of it.
 
-    ``settings``: the role's variables (transport, dest_host, source_ceph, dest_ceph, remote_ceph, verify,
-    verify_source, ssh overrides).  In pull mode the transfer runs on the destination host and reaches the
-    source host; in push mode the reverse.  ``dest_host`` may list several backup hosts: the ``members``
+    ``settings``: the role's variables (transport, dest_host, source_ceph, dest_ceph, remote_ceph, direct_ceph,
+    verify, verify_source, ssh overrides).  In pull mode the transfer runs on the destination host and reaches
+    the source host; in push mode the reverse; in direct mode it runs on the destination host and reaches the
+    source cluster itself with ``direct_ceph`` (no other host: ``remote`` is empty).  ``dest_host`` may list several backup hosts: the ``members``
     sharing the pool (see :func:`share_members`) take them in turn, and the first names the destination in
     the hold keys (so a pool's holds do not depend on which backup host carried an image).
     """
@@ -126,17 +127,21 @@ def pool_sides(entry, settings, hostvars, source_host, members=None):
     dests = dest_hosts(s['dest_host'])
     members = sorted(members or [])
     dest = dests[members.index(source_host) % len(dests)] if source_host in members else dests[0]
+    direct = s['transport'] == 'direct'
     pull = s['transport'] == 'pull'
+    on_dest = pull or direct
     other = source_host if pull else dest
-    local_ceph = s.get('dest_ceph') if pull else s.get('source_ceph')
+    local_ceph = s.get('dest_ceph') if on_dest else s.get('source_ceph')
     remote_ceph = s.get('remote_ceph') or (s.get('source_ceph') if pull else s.get('dest_ceph'))
     dst_pool = entry.get('dest_pool') or entry['pool']
     dst_ns = entry.get('dest_namespace') or entry.get('namespace') or None
     in_stream = s['verify'] in ('data', 'extents') and s.get('verify_source', 'stream') == 'stream'
     return dict(src_pool=entry['pool'], src_ns=entry.get('namespace') or None, dst_pool=dst_pool, dst_ns=dst_ns,
-                pull=pull, dest_host=dest, transfer_host=dest if pull else source_host, local_ceph=local_ceph or {},
-                remote=remote_of(other, hostvars[other] if hostvars is not None and other in hostvars else {},
-                                 s.get('ssh'), remote_ceph),
+                pull=pull, direct=direct, dest_host=dest, transfer_host=dest if on_dest else source_host,
+                local_ceph=local_ceph or {},
+                remote={} if direct else remote_of(other, hostvars[other] if hostvars is not None and other in hostvars else {},
+                                                   s.get('ssh'), remote_ceph),
+                direct_ceph=dict((k, v) for k, v in (s.get('direct_ceph') or {}).items() if _is_set(v)) if direct else {},
                 in_stream=in_stream, digest=s['verify'] if in_stream else 'none',
                 # the destination's name in the source's hold keys: pruning for another destination of the
                 # same source never removes this one's base

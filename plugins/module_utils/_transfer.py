@@ -81,10 +81,13 @@ class TransferOptions:
 
 
 def _stage_lists(src, dst, export_argv, import_argv, opts):
-    """The (upstream, downstream) process lists for the relay, for push or pull."""
+    """The (upstream, downstream) process lists for the relay, for push, pull or direct (no ssh, and no
+    compression: nothing crosses a network)."""
     zstd_c = ['zstd', '-q', '-c', '-%d' % opts.compression_level, '-T0']
     zstd_d = ['zstd', '-q', '-d', '-c']
     zstd = opts.compression == 'zstd'
+    if not src.remote_ssh and not dst.remote_ssh:   # direct: both ends here, each against its own cluster
+        return [('rbd export-diff', export_argv)], [('rbd import-diff', import_argv)]
     if src.remote_ssh:           # pull: we run on the destination
         remote = [export_argv] + ([zstd_c] if zstd else [])
         upstream = [('ssh export-diff on the source', src.remote_ssh + [remote_pipeline(remote)])]

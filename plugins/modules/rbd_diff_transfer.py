@@ -16,8 +16,10 @@ description:
     C(rbd import-diff) on the destination. The first run creates the destination image and sends the
     whole image.
   - In O(mode=pull) the module runs on the destination host and reads the source over ssh; in
-    O(mode=push) it runs on the source host and writes to the destination over ssh. The exit code of
-    every process at both ends is checked, and a stream that moves no data for O(timeout) seconds is killed.
+    O(mode=push) it runs on the source host and writes to the destination over ssh; in O(mode=direct)
+    both C(rbd) ends run on the host the module runs on, each against its own cluster (O(source_ceph) and
+    O(ceph)), joined by a local pipe - no ssh. The exit code of every process at both ends is checked, and a
+    stream that moves no data for O(timeout) seconds is killed.
   - The snapshot that C(import-diff) creates after its last write is the commit marker - a broken transfer
     leaves no new destination snapshot, and the next run starts again from the same base.
   - If the destination image changed since the base, the image is refused unless O(allow_rollback=true)
@@ -30,7 +32,9 @@ extends_documentation_fragment: [ceph_rbd.backup.attributes,
                                  ceph_rbd.backup.rbd, ceph_rbd.backup.rbd.REMOTE, ceph_rbd.backup.rbd.IMAGES]
 notes:
   - O(ceph) names the cluster of the host the module runs on (the destination in pull mode, the source in
-    push mode); O(remote) the other host and O(remote.ceph) its cluster.
+    push mode); O(remote) the other host and O(remote.ceph) its cluster. In direct mode O(ceph) names the
+    destination cluster and O(source_ceph) the source cluster, both as seen from the host the module runs
+    on; O(remote) is not used.
 attributes:
   check_mode:
     support: full
@@ -41,6 +45,44 @@ attributes:
     details:
       - Shows each destination image's newest replicated snapshot before and after.
 options:
+  mode:
+    description:
+      - Where the module runs - V(pull) on the destination (backup) host, reading the source over ssh;
+        V(push) on the source host, writing to the destination over ssh; V(direct) on a host that reaches
+        both clusters (normally the backup host), C(rbd export-diff | rbd import-diff) as a local pipe, the
+        source read with O(source_ceph).
+      - In direct mode O(compression) is not applied (nothing crosses a network) and O(run_lock) is renewed
+        with O(source_ceph) (a read-only user cannot; set O(run_lock.renew=false) for it).
+    type: str
+    choices: [pull, push, direct]
+    default: pull
+  remote:
+    description:
+      - The other host of the replication (the source in pull mode, the destination in push mode), reached
+        over ssh, and its Ceph cluster. The role and the playbooks derive it from the inventory with the
+        filter C(ceph_rbd.backup.remote_of).
+      - Required in pull and push mode; not used in direct mode.
+    required: false
+  source_ceph:
+    description:
+      - With O(mode=direct), the source cluster as it is named on the host the module runs on (the keys of
+        O(ceph)) - for example a C(ceph.conf) copied from the source cluster and the keyring of a read-only
+        user (C(mon 'profile rbd' osd 'profile rbd-read-only pool=...')). Required in direct mode, not used
+        otherwise.
+    type: dict
+    suboptions:
+      cluster:
+        description: Cluster name (C(--cluster)) of the source cluster on this host.
+        type: str
+      conf:
+        description: Path of the source cluster's C(ceph.conf) on this host (C(--conf)).
+        type: str
+      user:
+        description: The cephx id on the source cluster (C(--id)), for example a read-only user.
+        type: str
+      keyring:
+        description: Path of that user's keyring on this host (C(--keyring)).
+        type: str
   images:
     description:
       - The source images. Each element is a name, or a dict with C(image), optional C(dest_image)
@@ -179,6 +221,15 @@ EXAMPLES = r'''
     dest_pool: rbd-backup
     images: [vm-101-disk-0, vm-102-disk-0]
 
+- name: Both clusters reachable from the backup host - a local pipe, no ssh, the source read with a read-only user
+  ceph_rbd.backup.rbd_diff_transfer:
+    mode: direct
+    source_ceph: {conf: /etc/ceph/source.conf, user: backup-ro, keyring: /etc/ceph/source.client.backup-ro.keyring}
+    ceph: {user: backup}
+    source_pool: rbd
+    images: [vm-101-disk-0]
+    run_lock: {pool: rbd, run: nightly-1, renew: false}
+
 - name: What would be sent tonight (check mode)
   ceph_rbd.backup.rbd_diff_transfer:
     remote: {host: ceph-src-1.example.com}
@@ -285,6 +336,7 @@ run_lock:
   type: dict
 '''
 
+import contextlib
 import shutil
 import socket
 
@@ -295,6 +347,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
     argument_spec, finish, image_items, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CEPH_SPEC, client_options
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._remote import REMOTE_ARGUMENT_SPEC, Remote, dest_of
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import Keeper, RunLock
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import validate_snapshot_name
@@ -320,8 +373,24 @@ SPEC = dict(
     run_lock=dict(type='dict', options=dict(pool=dict(type='str', required=True), run=dict(type='str', required=True),
                                             ttl=dict(type='int', default=21600), renew=dict(type='bool', default=True),
                                             member=dict(type='str'))),
-    **REMOTE_ARGUMENT_SPEC
+    **dict(REMOTE_ARGUMENT_SPEC,
+           mode=dict(type='str', choices=['pull', 'push', 'direct'], default='pull'),
+           remote=dict(REMOTE_ARGUMENT_SPEC['remote'], required=False),
+           source_ceph=dict(type='dict', options=CEPH_SPEC))
 )
+REQUIRED_IF = [('mode', 'pull', ['remote']), ('mode', 'push', ['remote']), ('mode', 'direct', ['source_ceph'])]
+
+
+def direct_problem(p):
+    """Pure: why the options of direct mode cannot work (or None) - the source and the destination would be
+    the same images (the same cluster options, pool and namespace)."""
+    if p['mode'] != 'direct':
+        return None
+    if client_options(p['source_ceph']) == client_options(p['ceph']) and \
+            (p['source_pool'], p['source_namespace'] or None) == tuple(x or None for x in dest_of(p)):
+        return ('mode=direct: source_ceph names the same cluster as ceph and the destination pool is the source '
+                'pool - the images would be imported into themselves (set source_ceph to the source cluster)')
+    return None
 
 
 def _check_inputs(module, p, items):
@@ -344,8 +413,12 @@ def _check_inputs(module, p, items):
 
 
 def _sides(p, remote, local_rbd):
-    """(source, destination): in pull mode this host is the destination, in push mode the source."""
+    """(source, destination): in pull mode this host is the destination, in push mode the source; in direct
+    mode both are here, the source through its own client (``source_ceph``)."""
     dest_pool, dest_ns = dest_of(p)
+    if p['mode'] == 'direct':
+        return (Side(librbd_client(dict(p, ceph=p['source_ceph'])), p['source_pool'], p['source_namespace']),
+                Side(local_rbd, dest_pool, dest_ns))
     if p['mode'] == 'pull':
         return (Side(remote.rbd, p['source_pool'], p['source_namespace'], remote_ssh=remote.stream_ssh),
                 Side(local_rbd, dest_pool, dest_ns))
@@ -382,12 +455,28 @@ def _run_keeping_the_lock(module, p, src, items, work):
     return outcomes, dict(run_lock=keeper.report())
 
 
+@contextlib.contextmanager
+def _remote(p):
+    """The other host over ssh (pull, push); none in direct mode."""
+    if p['mode'] == 'direct':
+        yield None
+    else:
+        with Remote(p) as remote:
+            yield remote
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**SPEC), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(**SPEC), supports_check_mode=True, required_if=REQUIRED_IF)
     p = module.params
     items = image_items(module, fields=('dest_image', 'snapshot', 'source_snapshots', 'previous', 'unchanged'))
+    problem = direct_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
+    if p['mode'] == 'direct' and p['compression'] != 'none':
+        module.warn('compression=%s is not applied in direct mode (the stream is a local pipe)' % p['compression'])
+        p['compression'] = 'none'
     bwlimit = _check_inputs(module, p, items)
-    with Remote(p) as remote:
+    with _remote(p) as remote:
         src, dst = _sides(p, remote, librbd_client(p))
         if not dst.rbd.pool_exists(dst.pool, dst.namespace):
             module.fail_json(msg='the destination pool %s does not exist (create it on the destination cluster, '

@@ -258,6 +258,29 @@ def test_pool_sides_push_and_overrides():
     assert s['in_stream'] is False and s['digest'] == 'none'     # full reads both sides
 
 
+def test_pool_sides_direct_runs_on_the_backup_host_with_the_source_cluster_and_no_ssh():
+    settings = dict(SETTINGS, transport='direct', remote_ceph=dict(user='ignored'),
+                    direct_ceph=dict(conf='/etc/ceph/src.conf', user='direct-ro', keyring='/k', cluster=''))
+    s = F.pool_sides(dict(pool='rbd', dest_pool='rbd-backup'), settings, HOSTVARS, 'src-1')
+    assert s['direct'] is True and s['pull'] is False
+    assert s['transfer_host'] == 'bak-1' and s['dest_host'] == 'bak-1'
+    assert s['local_ceph'] == dict(conf='/d.conf')                    # the destination cluster, as in pull
+    assert s['direct_ceph'] == dict(conf='/etc/ceph/src.conf', user='direct-ro', keyring='/k')   # empty keys left out
+    assert s['remote'] == {}                                          # no other host: no ssh in the data path
+    assert s['in_stream'] is True and s['digest'] == 'data' and s['hold'] == 'bak-1/rbd-backup'
+
+
+def test_pool_sides_direct_only_in_direct_mode():
+    settings = dict(SETTINGS, direct_ceph=dict(conf='/etc/ceph/src.conf'))
+    s = F.pool_sides(dict(pool='rbd'), settings, HOSTVARS, 'src-1')
+    assert s['direct'] is False and s['direct_ceph'] == {} and s['remote']['host'] == '10.0.0.11'
+    # several backup hosts: direct spreads the members like pull does
+    settings = dict(SETTINGS, transport='direct', dest_host=['bak-1', 'bak-2'], direct_ceph=dict(conf='/s'))
+    hostvars = dict(HOSTVARS, **{'src-2': {}, 'bak-2': {}})
+    assert [F.pool_sides(dict(pool='rbd'), settings, hostvars, h, ['src-1', 'src-2'])['transfer_host']
+            for h in ('src-1', 'src-2')] == ['bak-1', 'bak-2']
+
+
 def test_prune_items_keep_what_the_transfer_says():
     results = [dict(image='a', action='incremental', base='s1', snapshot='s2', keep=['s2']),
                dict(image='b', action='initial', base=None, snapshot='s2', keep=['s2']),

@@ -241,3 +241,27 @@ def test_own_marks_and_check_mode_need_no_claim():
     # a mark without a run (older release, or ad hoc use) is claimed like another run's
     with pytest.raises(T.RbdError):
         claim(busy=10 ** 6, mark_run=None, run=None)
+
+
+# -- the three transports' process lists (#13) ----------------------------------------------------------
+def _argvs(stages):
+    return [(label, argv[0]) for label, argv in stages]
+
+
+@pytest.mark.parametrize('src_ssh, dst_ssh, up, down', [
+    (['ssh', 'src'], None, [('ssh export-diff on the source', 'ssh')], [('rbd import-diff', 'rbd')]),
+    (None, ['ssh', 'dst'], [('rbd export-diff', 'rbd')], [('ssh import-diff on the destination', 'ssh')]),
+    (None, None, [('rbd export-diff', 'rbd')], [('rbd import-diff', 'rbd')]),          # direct: a local pipe
+])
+def test_stage_lists_per_transport(src_ssh, dst_ssh, up, down):
+    src, dst = T.Side(None, 'rbd', remote_ssh=src_ssh), T.Side(None, 'rbd', remote_ssh=dst_ssh)
+    upstream, downstream = T._stage_lists(src, dst, ['rbd', '--conf', '/s.conf', 'export-diff'],
+                                          ['rbd', '--conf', '/d.conf', 'import-diff'], T.TransferOptions())
+    assert (_argvs(upstream), _argvs(downstream)) == (up, down)
+
+
+def test_direct_stage_lists_run_each_rbd_with_its_own_cluster_and_no_compression():
+    src, dst = T.Side(None, 'rbd'), T.Side(None, 'rbd')
+    export_argv, import_argv = ['rbd', '--conf', '/s.conf', 'export-diff'], ['rbd', '--conf', '/d.conf', 'import-diff']
+    upstream, downstream = T._stage_lists(src, dst, export_argv, import_argv, T.TransferOptions(compression='zstd'))
+    assert upstream == [('rbd export-diff', export_argv)] and downstream == [('rbd import-diff', import_argv)]
