@@ -236,7 +236,7 @@ def test_namespaces_replicate(bed, pools):
 
 @pytest.mark.parametrize('extra,message', [
     (dict(rbd_replicate_pools=[dict(pool='no-such-pool')]), 'pool no-such-pool does not exist'),
-    (dict(rbd_replicate_dest_host='nohost'), "rbd_replicate_dest_host must name a host of the inventory"),
+    (dict(rbd_replicate_dest_host='nohost'), "rbd_replicate_dest_host must name hosts of the inventory"),
     (dict(rbd_replicate_retention_source=dict(last=-1)), 'rbd_replicate_retention_source: retention last must not be negative'),
     (dict(rbd_replicate_retention_dest=dict(dayly=3)), 'unknown retention rule(s) dayly'),
     (dict(rbd_replicate_verify='md5'), 'rbd_replicate_verify'),
