@@ -53,15 +53,11 @@ options:
         source read with O(source_ceph).
       - In direct mode O(compression) is not applied (nothing crosses a network) and O(run_lock) is renewed
         with O(source_ceph) (a read-only user cannot; set O(run_lock.renew=false) for it).
+      - O(remote) is required in pull and push mode and not used in direct mode.
     type: str
     choices: [pull, push, direct]
     default: pull
   remote:
-    description:
-      - The other host of the replication (the source in pull mode, the destination in push mode), reached
-        over ssh, and its Ceph cluster. The role and the playbooks derive it from the inventory with the
-        filter C(ceph_rbd.backup.remote_of).
-      - Required in pull and push mode; not used in direct mode.
     required: false
   source_ceph:
     description:
