@@ -176,3 +176,32 @@ def ab_import(bench, pool: str, prev: str, new: str, target: str) -> float:
     if rc:
         log('ab %s failed: %s' % (target, err[-500:]))
     return w
+
+
+# -- direct, restore: raw pipes between the two clusters -------------------------------------------
+
+def raw_direct(bench, pool: str, prev: str, new: str, dst_pool: str, ro: Sequence[str]) -> dict:
+    """``snap create`` (untimed), then the timed local pipe ``rbd export-diff --from-snap PREV pool/vm@NEW - |
+    rbd import-diff - DST_POOL/vm`` (``ro``: the source-side client args, the read-only user), then drop PREV
+    on both sides (untimed)."""
+    sh = shell(bench.bed)
+    _w, rc, _st, err = bench.bash(snap_create(sh, pool, 'vm', new))
+    if rc:
+        return dict(wall=None, rc=rc, err=err)
+    wall, rc, _st, err = bench.bash('%s export-diff --no-progress --from-snap %s %s/vm@%s - | %s import-diff '
+                                    '--no-progress - %s/vm' % (quoted(['rbd'] + list(ro)), prev, pool, new, sh.d,
+                                                               dst_pool))
+    bench.bash('%s snap rm --no-progress %s/vm@%s; %s snap rm --no-progress %s/vm@%s' % (
+        sh.s, pool, prev, sh.d, dst_pool, prev))
+    return dict(wall=wall, rc=rc, err=err[-500:])
+
+
+def raw_restore(bench, pool: str, snap: str, new: str) -> dict:
+    """The raw full restore the restore playbook is measured against, run on the backup host:
+    ``rbd export pool/vm@SNAP - | ssh SOURCE 'rbd import - pool/NEW'`` (the source host's sshd, OpenSSH's
+    default cipher)."""
+    sh = shell(bench.bed)
+    to_source = quoted(bench.bed.ssh[:-1] + ['root@%s' % bench.bed.env.get('SRC_HOST', '127.0.0.2')])
+    wall, rc, _st, err = bench.bash('%s export --no-progress %s/vm@%s - | %s %s' % (
+        sh.d, pool, snap, to_source, shlex.quote('%s import --no-progress - %s/%s' % (sh.s, pool, new))))
+    return dict(wall=wall, rc=rc, err=err[-500:])

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 from . import baselines
 from .analysis import (PER_IMAGE_MODULES, child_peaks_of, failed_msg, fmt_peaks, good_or_all, max_peaks,
                        median_profile, module_wall, peaks_of, task_table, timeline, transfer_images)
-from .cluster import librbd
+from .cluster import librbd, quoted
 from .common import MiB, T_START, NoSpace, human, log, median
 from .data import write_fresh
 from .runner import Bench
@@ -506,3 +506,152 @@ def _hosts_result(all_runs: List[dict], count: int) -> dict:
                 failed_messages=[r[w]['error'] for r in all_runs for w in HOST_SIDES if r[w]['rc']],
                 per_image_tasks_one=per_image, real_hosts_model=(total - per_image / 2) / total if total else None,
                 profile=median_profile([r['two']['tasks'] for r in runs]), profile_one=profile_one)
+
+
+# -- direct, restore (#13) -------------------------------------------------------------------------
+
+DIRECT_ORDER = ('direct', 'raw', 'pull')
+
+
+def _ro_user(b: Bench, pool: str) -> dict:
+    """A read-only cephx user on the source cluster for the pool (the README's least privilege), its keyring
+    in the bench's temporary directory: what the backup host reads the source with in direct mode."""
+    user = 'bench-direct-ro-%s' % pool
+    out = b.bed.src.run('auth', 'get-or-create', 'client.' + user, 'mon', 'profile rbd',
+                        'osd', 'profile rbd-read-only pool=%s' % pool, tool='ceph').stdout
+    keyring = os.path.join(b.tmp, '%s.keyring' % user)
+    with open(keyring, 'wb') as f:
+        f.write(out)
+    return dict(conf=b.bed.src.conf, user=user, keyring=keyring)
+
+
+def case_direct(b: Bench) -> Dict[str, dict]:
+    """transport direct vs the raw local pipe between the two clusters, and the role with pull on the same
+    data: SIZE of fresh changes on one image per run; the three in rotating order; each into its own
+    destination pool (direct: P, raw: Praw, pull: Ppull), so each sends exactly the run's changes."""
+    size = b.args.size
+    b.ensure_space(2 * size, 3 * 2 * size, 'direct setup')
+    pool = b.make_pool('direct')
+    raw_pool = b.make_pool('directraw', clusters=(b.bed.dst,))
+    pull_pool = b.make_pool('directpull', clusters=(b.bed.dst,))
+    ro = _ro_user(b, pool)
+    ro_args = ['--conf', ro['conf'], '--id', ro['user'], '--keyring', ro['keyring']]
+    b.bed.src.create(pool, 'vm', size)
+    b.bed.dst.create(raw_pool, 'vm', size)
+    b.bed.src.write(pool, 'vm', 0, os.urandom(4 * MiB))
+    keep = dict(rbd_replicate_retention_dest=dict(last=1))
+    extra = dict(direct=dict(keep, rbd_replicate_transport='direct', rbd_replicate_direct_ceph=ro,
+                             rbd_replicate_lock_renew=False),
+                 pull=dict(keep, rbd_replicate_pools=[dict(pool=pool, dest_pool=pull_pool)]))
+    log('direct setup: initial replication of a %s image with 4 MiB written (direct, pull, raw)' % human(size))
+    for who in ('direct', 'pull'):
+        r = b.role(pool, extra[who], 'direct-initial-%s' % who)
+        if r['rc']:
+            raise RuntimeError('direct: the initial %s role run failed: %s' % (who, failed_msg(r)))
+    b.bed.src.snap(pool, 'vm', 'raw-0000')
+    wall, rc, _st, err = b.bash('%s export-diff --no-progress %s/vm@raw-0000 - | %s import-diff --no-progress - '
+                                '%s/vm' % (quoted(['rbd'] + ro_args), pool,
+                                           baselines.shell(b.bed).d, raw_pool))
+    if rc:
+        raise RuntimeError('direct: the initial raw copy failed: %s' % err)
+    prev, runs = 'raw-0000', []
+    for i in range(b.args.runs):
+        try:
+            b.ensure_space(size, 3 * size, 'direct run %d' % (i + 1))
+        except NoSpace as e:
+            b.notes.append('DIRECT: %d of %d runs: %s' % (len(runs), b.args.runs, e))
+            break
+        log('direct run %d/%d: writing %s of fresh data (not timed)' % (i + 1, b.args.runs, human(size)))
+        write_fresh(b.bed.src, [(pool, 'vm')], size, 'random')
+        k = i % len(DIRECT_ORDER)
+        rec = dict(order=list(DIRECT_ORDER[k:] + DIRECT_ORDER[:k]))
+        for who in rec['order']:
+            if who == 'raw':
+                new = 'raw-%04d' % (i + 1)
+                o = baselines.raw_direct(b, pool, prev, new, raw_pool, ro_args)
+                prev = new
+                rec.update(raw=o['wall'], raw_rc=o['rc'], raw_err=o['err'] if o['rc'] else '')
+            else:
+                r = b.role(pool, extra[who], 'direct-%s#%d' % (who, i))
+                xf = transfer_images(r)
+                rec.update({who: r['wall'], who + '_rc': r['rc'], who + '_error': failed_msg(r),
+                            who + '_transfer_s': (xf[0] if xf else {}).get('seconds'),
+                            who + '_data_bytes': (xf[0] if xf else {}).get('data_bytes'),
+                            who + '_tasks': task_table(r)})
+        rec['ratio'] = rec['direct'] / rec['raw'] if rec.get('raw') else None
+        rec['pull_ratio'] = rec['pull'] / rec['raw'] if rec.get('raw') else None
+        log('direct run %d: role direct %.1fs (its transfer %.1fs), raw pipe %.1fs, role pull %.1fs: direct/raw %.2f'
+            % (i + 1, rec['direct'], rec['direct_transfer_s'] or -1, rec['raw'] or -1, rec['pull'],
+               rec['ratio'] or -1))
+        runs.append(rec)
+    b.bed.src.run('auth', 'rm', 'client.' + ro['user'], tool='ceph', check=False)
+    for p in (pool, raw_pool, pull_pool):
+        b.drop_pool(p)
+    if not runs:
+        return {}
+
+    def ok(r):
+        return not r['direct_rc'] and not r['pull_rc'] and not r['raw_rc']
+    good = good_or_all(runs, ok)
+    res = dict(size=size, runs=runs, good_runs=len([r for r in runs if ok(r)]),
+               **_medians(good, 'direct', 'raw', 'pull', 'direct_transfer_s', 'pull_transfer_s', 'ratio',
+                          'pull_ratio'),
+               profile=median_profile([r['direct_tasks'] for r in good]),
+               profile_pull=median_profile([r['pull_tasks'] for r in good]))
+    res['ratio_of_medians'] = res['direct_median'] / res['raw_median']
+    return {'direct': res}
+
+
+def case_restore(b: Bench) -> Dict[str, dict]:
+    """The restore playbook: a full restore of a SIZE image to a new image vs ``rbd export | ssh | rbd import``
+    (alternating), and an in-place restore after a 1% change (rbd_restore_to the original name with
+    rbd_restore_overwrite) vs the full restore's median."""
+    size = b.args.size
+    b.ensure_space(4 * size, 2 * size, 'restore setup')
+    pool = b.make_pool('restore')
+    b.bed.src.create(pool, 'vm', size)
+    log('restore setup: writing %s and replicating it (not timed)' % human(size))
+    write_fresh(b.bed.src, [(pool, 'vm')], size, 'random')
+    r = b.role(pool, dict(rbd_replicate_verify='none'), 'restore-initial')
+    if r['rc']:
+        raise RuntimeError('restore: the initial role run failed: %s' % failed_msg(r))
+    snap = transfer_images(r)[0]['snapshot']
+    evars = dict(rbd_restore_image='vm', rbd_restore_pool=pool, rbd_restore_snapshot=snap)
+    runs = []
+    for i in range(b.args.runs):
+        b.ensure_space(2 * size, size, 'restore run %d' % (i + 1))
+        rec = {}
+        for who in alternate(i, 'role', 'raw'):
+            new = '%s-%d' % (who, i)
+            if who == 'raw':
+                o = baselines.raw_restore(b, pool, snap, new)
+                rec.update(raw=o['wall'], raw_rc=o['rc'], raw_err=o['err'] if o['rc'] else '')
+            else:
+                r = b.role(pool, dict(evars, rbd_restore_to=new), 'restore-full#%d' % i,
+                           playbook='ceph_rbd.backup.restore')
+                rec.update(role=r['wall'], role_rc=r['rc'], role_error=failed_msg(r), role_tasks=task_table(r))
+            # untimed: drop the restored image (the playbook's has the snapshot import-diff made)
+            b.bed.src.run('snap', 'purge', '--no-progress', '%s/%s' % (pool, new), check=False, timeout=600)
+            b.bed.src.run('rm', '--no-progress', '%s/%s' % (pool, new), check=False, timeout=600)
+        # in place: 1% of the image changed on the source since the snapshot
+        change = max(MiB, size // 100 // MiB * MiB)     # whole MiB (data.write_fresh)
+        write_fresh(b.bed.src, [(pool, 'vm')], change, 'random', offset=(i * 7 * change) % (size - change))
+        r = b.role(pool, dict(evars, rbd_restore_to='vm', rbd_restore_overwrite=True), 'restore-inplace#%d' % i,
+                   playbook='ceph_rbd.backup.restore')
+        rec.update(inplace=r['wall'], inplace_rc=r['rc'], inplace_error=failed_msg(r), inplace_tasks=task_table(r))
+        rec['ratio'] = rec['role'] / rec['raw'] if rec.get('raw') else None
+        log('restore run %d: playbook full %.1fs, raw export|ssh|import %.1fs (%.2fx); in place after 1%%: %.1fs'
+            % (i + 1, rec['role'], rec['raw'] or -1, rec['ratio'] or -1, rec['inplace']))
+        runs.append(rec)
+    b.drop_pool(pool)
+
+    def ok(r):
+        return not r['role_rc'] and not r['raw_rc'] and not r['inplace_rc']
+    good = good_or_all(runs, ok)
+    res = dict(size=size, snapshot=snap, runs=runs, good_runs=len([r for r in runs if ok(r)]),
+               **_medians(good, 'role', 'raw', 'inplace', 'ratio'),
+               profile=median_profile([r['role_tasks'] for r in good]),
+               profile_inplace=median_profile([r['inplace_tasks'] for r in good]))
+    res['ratio_of_medians'] = res['role_median'] / res['raw_median']
+    res['inplace_share'] = res['inplace_median'] / res['role_median']
+    return {'restore': res}

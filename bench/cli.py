@@ -14,7 +14,7 @@ from .common import GiB, HERE, MiB, REPO, RUN_ID, NoSpace, human, log
 from .runner import Bench, disk_free
 
 DESCRIPTION = 'Benchmark of the ceph_rbd.backup collection against the old per-image script (a benchmark, not a test).'
-ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts'
+ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts,direct,restore'
 # --quick / full: changed data per throughput run, p4's small change, p2 and hosts images, p2 sample, ab size,
 # budget (min)
 SIZES = {True: dict(size=256 * MiB, mem_small=32 * MiB, images=50, sample=5, ab_size=128 * MiB, budget=8),
@@ -30,9 +30,10 @@ def parser() -> argparse.ArgumentParser:
                     help='p1z: shape the ssh link to this tc rate (e.g. 1gbit, 500mbit) or none (plain loopback)')
     ap.add_argument('--quick', action='store_true', help='smaller sizes: 256 MiB, 50 images (sample 5)')
     ap.add_argument('--cases', default=ALL_CASES,
-                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts (run in this order; p3 and p4 always '
-                         'run together; prof needs p2)')
-    ap.add_argument('--size', type=str, default=None, help='changed data per run for p1/p1z/p3 (e.g. 2G)')
+                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts,direct,restore (run in this order; p3 '
+                         'and p4 always run together; prof needs p2)')
+    ap.add_argument('--size', type=str, default=None,
+                    help='changed data per run for p1/p1z/p3/direct, the image of restore (e.g. 2G)')
     ap.add_argument('--images', type=int, default=None, help='p2 and hosts: images in the pool')
     ap.add_argument('--sample', type=int, default=None, help='p2: images the serial loop is timed on')
     ap.add_argument('--keep-pools', action='store_true', help='do not remove the bench pools at the end')
@@ -114,6 +115,10 @@ def plan(b: Bench, wanted: List[str]) -> List[Step]:
         steps.append(('p2 teardown', lambda: cases.p2_teardown(b)))
     if 'hosts' in wanted:
         steps.append(('hosts', _store(b, lambda: cases.case_hosts(b))))
+    if 'direct' in wanted:
+        steps.append(('direct', _store(b, lambda: cases.case_direct(b))))
+    if 'restore' in wanted:
+        steps.append(('restore', _store(b, lambda: cases.case_restore(b))))
     return steps
 
 

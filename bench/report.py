@@ -126,10 +126,38 @@ def _hosts_rows(r):
              'one host %.1f s' % r['one_median'], ratio, '(informative%s)' % model, '-')]
 
 
+def _direct_rows(r):
+    ratio = 'direct/raw %.2f' % r['ratio_of_medians']
+    if r['good_runs'] < len(r['runs']):
+        ratio += ' (%d runs with a FAILED step)' % (len(r['runs']) - r['good_runs'])
+    return [('Direct: role with rbd_replicate_transport=direct (read-only source user), %s changed'
+             % human(r['size']), len(r['runs']),
+             'role direct %.1f s (its transfer %.1f s)' % (r['direct_median'], r['direct_transfer_s_median'] or 0),
+             'raw local pipe export-diff \\| import-diff %.1f s' % r['raw_median'], ratio, 'direct/raw <= 1.15',
+             verdict(r['ratio_of_medians'] <= 1.15)),
+            ('Direct: the role with pull (over ssh) on the same data, same runs', len(r['runs']),
+             'role pull %.1f s (its transfer %.1f s)' % (r['pull_median'], r['pull_transfer_s_median'] or 0),
+             'raw local pipe %.1f s' % r['raw_median'], 'pull/raw %.2f, direct/pull %.2f' % (
+                 r['pull_median'] / r['raw_median'], r['direct_median'] / r['pull_median']), '(informative)', '-')]
+
+
+def _restore_rows(r):
+    ratio = 'playbook/raw %.2f' % r['ratio_of_medians']
+    if r['good_runs'] < len(r['runs']):
+        ratio += ' (%d runs with a FAILED step)' % (len(r['runs']) - r['good_runs'])
+    return [('Restore: %s image to a new image, playbook ceph_rbd.backup.restore (verify full)' % human(r['size']),
+             len(r['runs']), 'playbook %.1f s' % r['role_median'],
+             'rbd export \\| ssh \\| rbd import %.1f s' % r['raw_median'], ratio, 'playbook/raw <= 1.15',
+             verdict(r['ratio_of_medians'] <= 1.15)),
+            ('Restore in place after a 1% change (rbd_restore_to the original, rbd_restore_overwrite)',
+             len(r['runs']), 'playbook %.1f s' % r['inplace_median'], 'full restore %.1f s' % r['role_median'],
+             'in place/full %.0f%%' % (100 * r['inplace_share']), '<= 10%', verdict(r['inplace_share'] <= 0.10))]
+
+
 ROWS = (('p1', lambda r: _p1_row(r, 'p1', 'P1 throughput')),
         ('p1z', lambda r: _p1_row(r, 'p1z', 'P1 zstd, compressible data')),
         ('p3', _p3_rows), ('p4', _p4_rows), ('p2', _p2_rows), ('ovh', _ovh_rows), ('ab', _ab_rows),
-        ('hosts', _hosts_rows))
+        ('hosts', _hosts_rows), ('direct', _direct_rows), ('restore', _restore_rows))
 
 
 def _notes(results, extra_notes):
@@ -204,6 +232,8 @@ def profile_text(results: Dict[str, dict]) -> str:
     for key, title in (('p1', 'P1 role run'), ('p1z', 'P1 zstd role run'),
                        ('p3', 'P3 role run, verify data against the stream digest'),
                        ('ovh', 'Role run on 1 unchanged image (ssh pipelining on)'),
+                       ('direct', 'Direct role run (transport direct)'),
+                       ('restore', 'Restore playbook, full restore to a new image'),
                        ('p2', 'P2 role run (%s images)' % (results.get('p2') or {}).get('images'))):
         r = results.get(key)
         if r and r.get('profile'):
@@ -214,6 +244,11 @@ def profile_text(results: Dict[str, dict]) -> str:
                              r['profile_one'])
         out += _task_profile('Hosts: role run with two source and two backup hosts (%d images; a task ends with '
                              'its last host)' % r['images'], r['profile'])
+    for key, sub, title in (('direct', 'profile_pull', 'Direct case: role run with pull, same data'),
+                            ('restore', 'profile_inplace', 'Restore playbook, in place after a 1% change')):
+        r = results.get(key)
+        if r and r.get(sub):
+            out += _task_profile(title, r[sub])
     for variant, r in (results.get('prof') or {}).items():
         out += _call_profile(variant, r)
     return '\n'.join(out)

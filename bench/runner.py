@@ -166,9 +166,10 @@ class Bench:
                 pass
 
     def role(self, pool: str, extra: Optional[dict] = None, label: str = '',
-             env_extra: Optional[Dict[str, str]] = None, inventory: Optional[str] = None) -> dict:
-        """One ansible-playbook run of the replicate playbook (the test bed's inventory, or ``inventory``);
-        returns wall time, rc, per-task times, the set_stats data (``custom``)."""
+             env_extra: Optional[Dict[str, str]] = None, inventory: Optional[str] = None,
+             playbook: str = PLAYBOOK) -> dict:
+        """One ansible-playbook run of the replicate playbook, or ``playbook`` (the test bed's inventory, or
+        ``inventory``); returns wall time, rc, per-task times, the set_stats data (``custom``)."""
         self._runs += 1
         out = os.path.join(self.tmp, 'timer-%d.json' % self._runs)
         logf = os.path.join(self.tmp, 'play-%d.log' % self._runs)
@@ -178,7 +179,7 @@ class Bench:
             ANSIBLE_CALLBACK_PLUGINS=str(HERE / 'callback_plugins'), ANSIBLE_CALLBACKS_ENABLED='bench_timer',
             BENCH_TIMER_OUT=out, ANSIBLE_REMOTE_TEMP=self.remote_tmp, ANSIBLE_LOCAL_TEMP=self.tmp), env_extra or {})
         evars['ansible_python_interpreter'] = self.python
-        cmd = ['ansible-playbook', '-i', inventory or self.bed.inventory, PLAYBOOK, '-e', json.dumps(evars)]
+        cmd = ['ansible-playbook', '-i', inventory or self.bed.inventory, playbook, '-e', json.dumps(evars)]
         w0 = time.time()
         t0 = time.monotonic()
         with open(logf, 'w') as f:
