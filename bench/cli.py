@@ -1,6 +1,7 @@
 """The command line: options, which steps run in which order, the run itself and the report."""
 
 import argparse
+import functools
 import os
 import re
 import signal
@@ -104,22 +105,18 @@ def plan(b: Bench, wanted: List[str]) -> List[Step]:
                   ('p1z', _store(b, lambda: link.with_link(b.args.link, b.bed.ssh_port, lambda: cases.case_p1(
                       b, 'p1z', 'compressible', 'zstd'))))]
     steps.append(('p1 teardown', lambda: cases.p1_teardown(b)))
-    if 'ovh' in wanted:
-        steps.append(('ovh', _store(b, lambda: cases.case_ovh(b))))
-    if 'ab' in wanted:
-        steps.append(('ab', _store(b, lambda: cases.case_ab(b))))
+    steps += _single(b, wanted, ('ovh', 'ab'))
     if 'p2' in wanted:
         steps.append(('p2', _store(b, lambda: cases.case_p2(b))))
         if 'prof' in wanted:
             steps.append(('prof', lambda: _prof(b)))
         steps.append(('p2 teardown', lambda: cases.p2_teardown(b)))
-    if 'hosts' in wanted:
-        steps.append(('hosts', _store(b, lambda: cases.case_hosts(b))))
-    if 'direct' in wanted:
-        steps.append(('direct', _store(b, lambda: cases.case_direct(b))))
-    if 'restore' in wanted:
-        steps.append(('restore', _store(b, lambda: cases.case_restore(b))))
-    return steps
+    return steps + _single(b, wanted, ('hosts', 'direct', 'restore'))
+
+
+def _single(b: Bench, wanted: List[str], names: Tuple[str, ...]) -> List[Step]:
+    """The wanted cases among ``names`` that are one call each (``cases.case_<name>(b)``), in that order."""
+    return [(n, _store(b, functools.partial(getattr(cases, 'case_' + n), b))) for n in names if n in wanted]
 
 
 def run_steps(b: Bench, steps: List[Step]) -> Optional[str]:
