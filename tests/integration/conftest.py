@@ -34,7 +34,7 @@ def _env_file(path):
     env = {}
     for line in Path(path).read_text().splitlines():
         if line.startswith('export '):
-            k, _, v = line[len('export '):].partition('=')
+            k, _sep, v = line[len('export '):].partition('=')
             env[k] = v.strip('"\'')
     return env
 
@@ -54,10 +54,10 @@ class Cluster:
 
     def run(self, *args, tool='rbd', check=True, timeout=120, input=None):
         proc = subprocess.run([tool] + self.args() + list(args), capture_output=True, timeout=timeout,
-                              input=input)
+                              input=input, check=False)
         if check and proc.returncode != 0:
-            raise AssertionError('%s %s failed rc=%s: %s' % (tool, ' '.join(args), proc.returncode,
-                                                              proc.stderr.decode(errors='replace')))
+            raise AssertionError('%s %s failed rc=%s: %s' % (
+                tool, ' '.join(args), proc.returncode, proc.stderr.decode(errors='replace')))
         return proc
 
     def rbd_json(self, *args):
@@ -158,7 +158,7 @@ class Bed:
         if check:
             cmd.append('--check')
         cmd += list(args)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.ansible_env(), timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.ansible_env(), timeout=900, check=False)
         out = proc.stdout + proc.stderr
         if expect_rc is not None:
             assert proc.returncode == expect_rc, out[-6000:]
@@ -174,7 +174,7 @@ class Bed:
                 cmd.append('--check')
             if diff:
                 cmd.append('--diff')
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=self.ansible_env(), timeout=900)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=self.ansible_env(), timeout=900, check=False)
             path = os.path.join(tree, host)
             assert os.path.exists(path), proc.stdout + proc.stderr
             with open(path) as f:

@@ -19,7 +19,7 @@ MiB = 1 << 20
 
 
 def _pids(pattern):
-    out = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True).stdout
+    out = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
 
 
@@ -50,7 +50,7 @@ def test_interrupted_transfer_leaves_no_snapshot_and_next_run_recovers(bed, pool
     assert victims, 'the import never started'
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    out, _ = proc.communicate(timeout=120)
+    out = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0, out
     assert 'rbd import-diff failed' in out and 'vm' in out, out
     assert bed.dst.snaps(pools, 'vm') == ['backup-a']                 # no new snapshot
@@ -215,7 +215,7 @@ def test_concurrent_run_refuses_quickly_and_stale_lock_is_recoverable(bed, pools
         time.sleep(0.2)
     second = bed.playbook(extra=role_vars(pools), expect_rc=2)
     assert 'another replication run holds the lock' in second
-    out, _ = first.communicate(timeout=300)
+    out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out[-3000:]
     assert_replicated(bed, pools, 'vm')
 

@@ -3,7 +3,6 @@
 import time
 
 from conftest import mixed_chunk, random_data, role_vars
-from test_replicate import assert_replicated
 
 MiB = 1 << 20
 

@@ -50,7 +50,7 @@ def test_destination_osd_dies_mid_run(bed, pools):
     t0 = time.time()
     subprocess.run(['bash', str(TESTBED), 'osd-stop', 'backup'], check=True, timeout=60)
     try:
-        out, _ = proc.communicate(timeout=240)
+        out = proc.communicate(timeout=240)[0]
         waited = time.time() - t0
         assert proc.returncode != 0, out
         assert 'vm' in out and ('timeout' in out or 'timed out' in out or 'failed' in out), out[-3000:]
@@ -83,7 +83,7 @@ def test_destination_full_mid_run(bed, pools):
     _inject_full(bed, 'failsafe')
     t0 = time.time()
     try:
-        out, _ = proc.communicate(timeout=240)
+        out = proc.communicate(timeout=240)[0]
         waited = time.time() - t0
         assert proc.returncode != 0, out
         assert 'vm' in out and ('timeout' in out or 'timed out' in out or 'failed' in out), out[-3000:]
