@@ -24,7 +24,6 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._share import member_of_cookie
 
 LOCK_OBJECT = 'ceph_rbd_backup.lock'
 LOCK_NAME = 'replicate'
@@ -78,6 +77,16 @@ def members(info: Optional[Dict[str, Any]], run: str) -> List[str]:
 def cookie(run: str, member: str = '') -> str:
     """A fresh entry's cookie: ``<run>.<member>.<random>`` (``<run>.<random>`` without a member)."""
     return '.'.join([run] + ([member] if member else []) + [uuid.uuid4().hex[:8]])
+
+
+def member_of_cookie(value: str, run: str) -> str:
+    """Pure: the member named in a run-lock cookie ``<run>.<member>.<random>`` ('' for another run or
+    a cookie without a member, as older releases wrote ``<run>.<random>``)."""
+    prefix = run + '.'
+    if not value.startswith(prefix):
+        return ''
+    rest = value[len(prefix):]
+    return rest.rsplit('.', 1)[0] if '.' in rest else ''
 
 
 def describe(info: Optional[Dict[str, Any]]) -> str:

@@ -47,13 +47,3 @@ def shares(names: Iterable[str], members: Sequence[str]) -> Dict[str, List[str]]
     for n in names:
         out[owner(n, members)].append(n)
     return out
-
-
-def member_of_cookie(cookie: str, run: str) -> str:
-    """Pure: the member named in a run-lock cookie ``<run>.<member>.<random>`` ('' for another run or
-    a cookie without a member, as older releases wrote ``<run>.<random>``)."""
-    prefix = run + '.'
-    if not cookie.startswith(prefix):
-        return ''
-    rest = cookie[len(prefix):]
-    return rest.rsplit('.', 1)[0] if '.' in rest else ''

@@ -166,3 +166,13 @@ def test_releasing_as_a_member_breaks_only_that_members_entries():
     broken = [argv[argv.index('--lock-cookie') + 1] for argv in runner.calls]
     assert broken == ['run1.src-a.aaaa1111', 'run1.src-a.cccc3333']
     assert lock.break_all(info, only_run='run1') == 3          # without a member: the whole run
+
+
+@pytest.mark.parametrize('cookie,expected', [
+    ('run1.src-a.1a2b3c4d', 'src-a'),
+    ('run1.src.example.com.1a2b3c4d', 'src.example.com'),     # a member name with dots
+    ('run1.1a2b3c4d', ''),                                     # an older release's cookie: no member
+    ('run2.src-a.1a2b3c4d', ''),                               # another run
+])
+def test_member_of_cookie(cookie, expected):
+    assert L.member_of_cookie(cookie, 'run1') == expected

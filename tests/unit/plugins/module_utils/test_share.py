@@ -43,16 +43,6 @@ def test_owner_needs_members():
         _share.owner('vm-1', [])
 
 
-@pytest.mark.parametrize('cookie,expected', [
-    ('run1.src-a.1a2b3c4d', 'src-a'),
-    ('run1.src.example.com.1a2b3c4d', 'src.example.com'),     # a member name with dots
-    ('run1.1a2b3c4d', ''),                                     # an older release's cookie: no member
-    ('run2.src-a.1a2b3c4d', ''),                               # another run
-])
-def test_member_of_cookie(cookie, expected):
-    assert _share.member_of_cookie(cookie, 'run1') == expected
-
-
 def test_a_group_key_keeps_the_images_of_one_group_on_one_host():
     key = dict((n, n.rsplit('-disk-', 1)[0]) for n in NAMES)          # vm-N: both disks of a VM
     members = ['a', 'b', 'c']
