@@ -9,13 +9,13 @@ import sys
 import traceback
 from typing import Callable, List, Optional, Tuple
 
-from . import cases, link, profile, report
+from . import cases, edges, link, profile, report
 from .cluster import librbd
 from .common import GiB, HERE, MiB, REPO, RUN_ID, NoSpace, human, log
 from .runner import Bench, disk_free
 
 DESCRIPTION = 'Benchmark of the ceph_rbd.backup collection against the old per-image script (a benchmark, not a test).'
-ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts,direct,restore'
+ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts,direct,restore,first'
 # --quick / full: changed data per throughput run, p4's small change, p2 and hosts images, p2 sample, ab size,
 # budget (min)
 SIZES = {True: dict(size=256 * MiB, mem_small=32 * MiB, images=50, sample=5, ab_size=128 * MiB, budget=8),
@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
                     help='p1z: shape the ssh link to this tc rate (e.g. 1gbit, 500mbit) or none (plain loopback)')
     ap.add_argument('--quick', action='store_true', help='smaller sizes: 256 MiB, 50 images (sample 5)')
     ap.add_argument('--cases', default=ALL_CASES,
-                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts,direct,restore (run in this order; p3 '
+                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts,direct,restore,first (run in this order; p3 '
                          'and p4 always run together; prof needs p2)')
     ap.add_argument('--size', type=str, default=None,
                     help='changed data per run for p1/p1z/p3/direct, the image of restore (e.g. 2G)')
@@ -111,12 +111,12 @@ def plan(b: Bench, wanted: List[str]) -> List[Step]:
         if 'prof' in wanted:
             steps.append(('prof', lambda: _prof(b)))
         steps.append(('p2 teardown', lambda: cases.p2_teardown(b)))
-    return steps + _single(b, wanted, ('hosts', 'direct', 'restore'))
+    return steps + _single(b, wanted, ('hosts', 'direct', 'restore')) + _single(b, wanted, ('first',), edges)
 
 
-def _single(b: Bench, wanted: List[str], names: Tuple[str, ...]) -> List[Step]:
-    """The wanted cases among ``names`` that are one call each (``cases.case_<name>(b)``), in that order."""
-    return [(n, _store(b, functools.partial(getattr(cases, 'case_' + n), b))) for n in names if n in wanted]
+def _single(b: Bench, wanted: List[str], names: Tuple[str, ...], where=cases) -> List[Step]:
+    """The wanted cases among ``names`` that are one call each (``where.case_<name>(b)``), in that order."""
+    return [(n, _store(b, functools.partial(getattr(where, 'case_' + n), b))) for n in names if n in wanted]
 
 
 def run_steps(b: Bench, steps: List[Step]) -> Optional[str]:

@@ -154,10 +154,22 @@ def _restore_rows(r):
              'in place/full %.0f%%' % (100 * r['inplace_share']), '<= 10%', verdict(r['inplace_share'] <= 0.10))]
 
 
+def _first_rows(r):
+    ratio = 'loop/role %.1f' % r['speedup_of_medians']
+    if r['good_runs'] < len(r['runs']):
+        ratio += ' (%d runs FAILED or not all first syncs)' % (len(r['runs']) - r['good_runs'])
+    return [('First sync: %d new images x 1 MiB (960 KiB of data each), the role\'s first nightly run'
+             % r['images'], len(r['runs']), 'role %.1f s' % r['role_median'],
+             'serial loop of first copies %.0f s (%.2f s/image, timed on %d images, x %d)' % (
+                 r['loop_median'], r['loop_per_image_median'], r['sample'], r['images']),
+             ratio, 'role <= 15 s, loop/role >= 5',
+             verdict(r['role_median'] <= 15 and r['speedup_of_medians'] >= 5))]
+
+
 ROWS = (('p1', lambda r: _p1_row(r, 'p1', 'P1 throughput')),
         ('p1z', lambda r: _p1_row(r, 'p1z', 'P1 zstd, compressible data')),
         ('p3', _p3_rows), ('p4', _p4_rows), ('p2', _p2_rows), ('ovh', _ovh_rows), ('ab', _ab_rows),
-        ('hosts', _hosts_rows), ('direct', _direct_rows), ('restore', _restore_rows))
+        ('hosts', _hosts_rows), ('direct', _direct_rows), ('restore', _restore_rows), ('first', _first_rows))
 
 
 def _notes(results, extra_notes):
@@ -234,7 +246,8 @@ def profile_text(results: Dict[str, dict]) -> str:
                        ('ovh', 'Role run on 1 unchanged image (ssh pipelining on)'),
                        ('direct', 'Direct role run (transport direct)'),
                        ('restore', 'Restore playbook, full restore to a new image'),
-                       ('p2', 'P2 role run (%s images)' % (results.get('p2') or {}).get('images'))):
+                       ('p2', 'P2 role run (%s images)' % (results.get('p2') or {}).get('images')),
+                       ('first', 'First sync role run (%s new images)' % (results.get('first') or {}).get('images'))):
         r = results.get(key)
         if r and r.get('profile'):
             out += _task_profile(title, r['profile'])
