@@ -31,6 +31,13 @@ Cases (``--cases``, run in this order):
         timed on a SAMPLE of images and scaled to COUNT.
   prof  after p2: the transfer code in-process on a few unchanged images, every client call timed,
         stream as is vs over the multiplexed ssh connection; and the same queries through python3-rbd.
+  push  COUNT images of 1 MiB with a few KiB written in each of two pools, replicated once by the bench
+        (python3-rbd, not timed), nothing changed: a full nightly role run with
+        ``rbd_replicate_transport: pull`` (the default) on one and with ``push`` on the other,
+        alternating which goes first: push/pull of the medians, and both per-task profiles (bench/fleet.py).
+  k1    --k1-images (1000; --quick 200) such images, replicated once by the bench, nothing changed: a full
+        nightly role run (role defaults: verify data, prune both sides), its median against 45 s, its
+        seconds per image (to compare with p2's 200 images) and its per-task profile (bench/fleet.py).
 
 Writes bench/results/latest.json (and a time-stamped copy) and prints a markdown table.  Only pools
 named ``bench-<case>-<run id>`` are created and they are removed at the end.  Before each heavy step

@@ -9,17 +9,19 @@ import sys
 import traceback
 from typing import Callable, List, Optional, Tuple
 
-from . import cases, edges, link, profile, report
+from . import cases, edges, fleet, link, profile, report
 from .cluster import librbd
 from .common import GiB, HERE, MiB, REPO, RUN_ID, NoSpace, human, log
 from .runner import Bench, disk_free
 
 DESCRIPTION = 'Benchmark of the ceph_rbd.backup collection against the old per-image script (a benchmark, not a test).'
-ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts,direct,restore,first'
+ALL_CASES = 'p1,p3,p4,p1z,ovh,ab,p2,prof,hosts,direct,restore,first,push,k1'
 # --quick / full: changed data per throughput run, p4's small change, p2 and hosts images, p2 sample, ab size,
-# budget (min)
-SIZES = {True: dict(size=256 * MiB, mem_small=32 * MiB, images=50, sample=5, ab_size=128 * MiB, budget=8),
-         False: dict(size=2 * GiB, mem_small=256 * MiB, images=200, sample=20, ab_size=256 * MiB, budget=15)}
+# budget (min), k1 images
+SIZES = {True: dict(size=256 * MiB, mem_small=32 * MiB, images=50, sample=5, ab_size=128 * MiB, budget=8,
+                    k1_images=200),
+         False: dict(size=2 * GiB, mem_small=256 * MiB, images=200, sample=20, ab_size=256 * MiB, budget=15,
+                     k1_images=1000)}
 
 Step = Tuple[str, Callable[[], None]]
 
@@ -31,11 +33,12 @@ def parser() -> argparse.ArgumentParser:
                     help='p1z: shape the ssh link to this tc rate (e.g. 1gbit, 500mbit) or none (plain loopback)')
     ap.add_argument('--quick', action='store_true', help='smaller sizes: 256 MiB, 50 images (sample 5)')
     ap.add_argument('--cases', default=ALL_CASES,
-                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts,direct,restore,first (run in this order; p3 '
-                         'and p4 always run together; prof needs p2)')
+                    help='comma list of p1,p1z,p3,p4,ovh,ab,p2,prof,hosts,direct,restore,first,push,k1 (run in this '
+                         'order; p3 and p4 always run together; prof needs p2)')
     ap.add_argument('--size', type=str, default=None,
                     help='changed data per run for p1/p1z/p3/direct, the image of restore (e.g. 2G)')
-    ap.add_argument('--images', type=int, default=None, help='p2 and hosts: images in the pool')
+    ap.add_argument('--images', type=int, default=None, help='p2, hosts, first and push: images in the pool')
+    ap.add_argument('--k1-images', type=int, default=None, help='k1: images in the pool (default 1000, --quick 200)')
     ap.add_argument('--sample', type=int, default=None, help='p2: images the serial loop is timed on')
     ap.add_argument('--keep-pools', action='store_true', help='do not remove the bench pools at the end')
     ap.add_argument('--budget', type=float, default=None,
@@ -68,6 +71,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.size = parse_size(args.size) if args.size else sizes['size']
     args.mem_small = min(sizes['mem_small'], args.size)
     args.images = args.images or sizes['images']
+    args.k1_images = args.k1_images or sizes['k1_images']
     args.sample = args.sample or sizes['sample']
     args.ab_size = sizes['ab_size']
     args.budget = sizes['budget'] if args.budget is None else args.budget
@@ -111,7 +115,8 @@ def plan(b: Bench, wanted: List[str]) -> List[Step]:
         if 'prof' in wanted:
             steps.append(('prof', lambda: _prof(b)))
         steps.append(('p2 teardown', lambda: cases.p2_teardown(b)))
-    return steps + _single(b, wanted, ('hosts', 'direct', 'restore')) + _single(b, wanted, ('first',), edges)
+    return steps + _single(b, wanted, ('hosts', 'direct', 'restore')) + _single(b, wanted, ('first',), edges) \
+        + _single(b, wanted, ('push', 'k1'), fleet)
 
 
 def _single(b: Bench, wanted: List[str], names: Tuple[str, ...], where=cases) -> List[Step]:

@@ -166,10 +166,35 @@ def _first_rows(r):
              verdict(r['role_median'] <= 15 and r['speedup_of_medians'] >= 5))]
 
 
+def _failed_runs(r):
+    """push, k1: how many runs failed or missed images, and the first error, for the ratio column."""
+    bad = len(r['runs']) - r['good_runs']
+    if not bad:
+        return ''
+    first = (r['failed_messages'] or ['not every image carried'])[0]
+    return ' (%d runs FAILED: %s)' % (bad, str(first)[:200].replace('|', '/').replace('\n', ' '))
+
+
+def _push_rows(r):
+    return [('Push vs pull: a nightly role run over %d unchanged images x 1 MiB, rbd_replicate_transport push'
+             % r['images'], len(r['runs']), 'push %.1f s' % r['push_median'], 'pull (the default) %.1f s'
+             % r['pull_median'], 'push/pull %.2f%s' % (r['ratio_of_medians'], _failed_runs(r)),
+             'push/pull <= 1.5', verdict(r['ratio_of_medians'] <= 1.5 and r['good_runs'] > 0))]
+
+
+def _k1_rows(r):
+    return [('%d unchanged images x 1 MiB: a full nightly role run (verify, prune both sides)' % r['images'],
+             len(r['runs']), 'role %.1f s' % r['role_median'],
+             '- (per image %.3f s: compare P2, 200 images)' % r['per_image'],
+             'role/45 s %.2f%s' % (r['role_median'] / 45, _failed_runs(r)), 'role <= 45 s',
+             verdict(r['role_median'] <= 45 and r['good_runs'] > 0))]
+
+
 ROWS = (('p1', lambda r: _p1_row(r, 'p1', 'P1 throughput')),
         ('p1z', lambda r: _p1_row(r, 'p1z', 'P1 zstd, compressible data')),
         ('p3', _p3_rows), ('p4', _p4_rows), ('p2', _p2_rows), ('ovh', _ovh_rows), ('ab', _ab_rows),
-        ('hosts', _hosts_rows), ('direct', _direct_rows), ('restore', _restore_rows), ('first', _first_rows))
+        ('hosts', _hosts_rows), ('direct', _direct_rows), ('restore', _restore_rows), ('first', _first_rows),
+        ('push', _push_rows), ('k1', _k1_rows))
 
 
 def _notes(results, extra_notes):
@@ -247,7 +272,10 @@ def profile_text(results: Dict[str, dict]) -> str:
                        ('direct', 'Direct role run (transport direct)'),
                        ('restore', 'Restore playbook, full restore to a new image'),
                        ('p2', 'P2 role run (%s images)' % (results.get('p2') or {}).get('images')),
-                       ('first', 'First sync role run (%s new images)' % (results.get('first') or {}).get('images'))):
+                       ('first', 'First sync role run (%s new images)' % (results.get('first') or {}).get('images')),
+                       ('push', 'Push role run (%s unchanged images, transport push)'
+                        % (results.get('push') or {}).get('images')),
+                       ('k1', 'Role run over %s unchanged images' % (results.get('k1') or {}).get('images'))):
         r = results.get(key)
         if r and r.get('profile'):
             out += _task_profile(title, r['profile'])
@@ -258,7 +286,8 @@ def profile_text(results: Dict[str, dict]) -> str:
         out += _task_profile('Hosts: role run with two source and two backup hosts (%d images; a task ends with '
                              'its last host)' % r['images'], r['profile'])
     for key, sub, title in (('direct', 'profile_pull', 'Direct case: role run with pull, same data'),
-                            ('restore', 'profile_inplace', 'Restore playbook, in place after a 1% change')):
+                            ('restore', 'profile_inplace', 'Restore playbook, in place after a 1% change'),
+                            ('push', 'profile_pull', 'Push case: role run with pull (the default), same images')):
         r = results.get(key)
         if r and r.get(sub):
             out += _task_profile(title, r[sub])
