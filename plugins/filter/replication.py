@@ -55,6 +55,8 @@ def transfer_item(result):
     if result.get('snapshots') is not None:
         item.update(source_snapshots=result['snapshots'], previous=result.get('previous'),
                     unchanged=result.get('unchanged'))
+        if result.get('object_size'):
+            item['object_size'] = result['object_size']
     return item
 
 

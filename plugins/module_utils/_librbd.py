@@ -71,6 +71,17 @@ def _errno(e):
     return getattr(e, 'errno', None)
 
 
+def object_order(object_size):
+    """Pure: librbd's ``order`` (log2 of the object size) for ``object_size`` bytes; None for the default.
+    Raises ValueError for a size that is not a power of two (rbd refuses those too)."""
+    if not object_size:
+        return None
+    object_size = int(object_size)
+    if object_size & (object_size - 1):
+        raise ValueError('object size %d is not a power of two' % object_size)
+    return object_size.bit_length() - 1
+
+
 class InProcess(Rbd):
     """In-process librbd for queries and metadata changes: what a :func:`serve_ops` child runs.
 
@@ -216,6 +227,17 @@ class InProcess(Rbd):
         return self._call('metadata_list', pool, image, namespace, lambda img: dict(img.metadata_list()))
 
     # -- changes ---------------------------------------------------------
+    def create(self, pool, image, size, namespace=None, object_size=None):
+        """As ``rbd create`` (the cluster's default features); ``object_size`` a power of two."""
+        label = image_label(pool, image, namespace)
+        ioctx = self._ioctx(pool, namespace, label)
+        try:
+            librbd.RBD().create(ioctx, image, int(size), order=object_order(object_size))
+        except librbd.Error as e:
+            raise RbdError('librbd create failed: %s' % e, cmd=['librbd', 'create'], rc=_errno(e), image=label)
+        finally:
+            ioctx.close()
+
     def snap_create(self, pool, image, snap, namespace=None):
         self._call('snap create %s' % snap, pool, image, namespace, lambda img: img.create_snap(snap),
                    read_only=False)
@@ -239,7 +261,7 @@ class InProcess(Rbd):
 # -- in child processes ------------------------------------------------------------------------------
 
 OPS = ('pool_exists', 'list_images', 'info', 'snapshots', 'snapshots_or_none', 'diff', 'meta_get', 'meta_list',
-       'snap_create', 'snap_remove', 'meta_set', 'meta_remove')
+       'create', 'snap_create', 'snap_remove', 'meta_set', 'meta_remove')
 OPS_ENTRY = 'ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd:serve_ops'
 
 
@@ -413,6 +435,17 @@ class LibRbd(Rbd):
                         lambda: self.cli.meta_list(pool, image, namespace))
 
     # -- changes: a child may have done it before it died, so the CLI's repeat may find it done ----------
+    def create(self, pool, image, size, namespace=None, object_size=None):
+        def again():
+            try:
+                self.cli.create(pool, image, size, namespace, object_size=object_size)
+            except RbdError:
+                # done by the child that failed: the image is there, of that size, with no snapshot
+                info = self.cli.info(pool, image, namespace)
+                if not info or int(info.get('size') or -1) != int(size) or self.cli.snapshots(pool, image, namespace):
+                    raise
+        self._op('create', (pool, image, size, namespace, object_size), image_label(pool, image, namespace), again)
+
     def snap_create(self, pool, image, snap, namespace=None):
         def again():
             try:

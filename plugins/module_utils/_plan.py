@@ -40,7 +40,7 @@ class Facts:
 
     def __init__(self, image, dest_image, target, src_snaps, dst_snaps=None, mark=None, dirty=None,
                  dirty_since=None, source_unchanged=None, dest_size=None, tmp=None, aside=None, dirty_covered=None,
-                 newest_deleted=None):
+                 newest_deleted=None, object_size=None):
         self.image = image
         self.dest_image = dest_image
         self.target = target
@@ -57,6 +57,7 @@ class Facts:
         self.dest_size = dest_size
         self.tmp = tmp
         self.aside = aside or snaps_mod.aside_name(dest_image)
+        self.object_size = object_size      # the source image's, when the snapshot step said (hints)
 
     @property
     def target_exists(self):

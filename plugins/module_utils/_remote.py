@@ -57,7 +57,14 @@ class Remote:
         control = ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % self.control_path,
                    '-o', 'ControlPersist=120']
         self.query_ssh = base[:-2] + control + base[-2:]
-        self.rbd = Rbd(timeout=params['timeout'], runner=SshRunner(self.query_ssh), **client_options(r['ceph']))
+        self.runner = SshRunner(self.query_ssh)
+        self.rbd = Rbd(timeout=params['timeout'], runner=self.runner, **client_options(r['ceph']))
+
+    @property
+    def shared(self):
+        """(ssh argv, semaphore) for a small data stream over the multiplexed connection: one session of it,
+        counted with the queries' (sshd's MaxSessions), instead of a connection of its own."""
+        return self.query_ssh, self.runner.sessions
 
     def close(self):
         """Stop the multiplexing master, if one was started (its output must not reach stdout)."""

@@ -136,9 +136,20 @@ class DataHasher:
 DENSE_SHARE = 0.5
 
 
+# ... but an ``rbd export`` process costs ~0.1 s of CPU to start and connect, as much as reading ~50 MiB
+# in-process: a first sync of 200 images of 1 MiB spent 13.5 s verifying, mostly starting processes.
+EXPORT_MIN_BYTES = 64 << 20
+
+
 def dense(extents, size):
     """Pure: whether the extents cover at least DENSE_SHARE of an image of ``size`` bytes."""
     return size > 0 and sum(length for _o, length, _x in extents) >= DENSE_SHARE * size
+
+
+def read_with_export(extents, size):
+    """Pure: whether one ``rbd export`` reads these extents faster than the in-process reader: they are
+    dense and there are at least EXPORT_MIN_BYTES of them."""
+    return dense(extents, size) and sum(length for _o, length, _x in extents) >= EXPORT_MIN_BYTES
 
 
 def clip(extents, size):
@@ -293,7 +304,7 @@ def digest_image(rbd, pool, namespace, image, snapshot, method, from_snapshot=No
         result['bytes_read'] = 0
     elif method == 'data':
         extents = clip(extents, size)
-        if reader is not None and not dense(extents, size):
+        if reader is not None and not read_with_export(extents, size):
             try:
                 result['digest'], result['bytes_read'] = _hash_ranges(
                     size, reader.ranges(pool, namespace, image, snapshot, extents))

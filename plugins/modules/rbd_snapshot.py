@@ -210,6 +210,12 @@ images:
           and this snapshot and its size is the same; null when unknown (no previous snapshot, or check mode).
       type: bool
       returned: success, with O(state=present)
+    object_size:
+      description:
+        - With O(state=present), on the image's first night (no previous snapshot), its object size in bytes -
+          what M(ceph_rbd.backup.rbd_diff_transfer) creates the destination image with, without asking again.
+      type: int
+      returned: success, with O(state=present), when RV(images[].previous) is null
     consistency:
       description:
         - With O(groups), for an image of a group - V(frozen) (the freeze hook succeeded), V(crash-consistent) (it

@@ -185,6 +185,8 @@ def test_transfer_item_carries_the_snapshot_steps_hints():
              failed=False)
     assert F.transfer_item(r) == dict(image='a', snapshot='backup-2', source_snapshots=snaps,
                                       previous='backup-1', unchanged=True)
+    # on an image's first night the object size comes along (the destination image is created with it)
+    assert F.transfer_item(dict(r, previous=None, unchanged=None, object_size=1 << 22))['object_size'] == 1 << 22
     # a result without hints (older module, state=absent) gives a plain item: the transfer asks the source
     assert F.transfer_item(dict(image='b', snapshot='backup-2')) == dict(image='b', snapshot='backup-2')
 

@@ -65,9 +65,19 @@ class Error(Exception):
     pass
 class ImageNotFound(Error):
     errno = 2
+class ImageExists(Error):
+    errno = 17
 class RBD:
     def list(self, ioctx):
         return sorted(_load())
+    def create(self, ioctx, name, size, order=None):
+        _fault('create', '')
+        st = _load()
+        if name in st:
+            raise ImageExists('image exists')
+        st[name] = dict(size=size, snaps=[], meta={}, order=order)
+        _save(st)
+        _fault('create', 'after-')
     def namespace_exists(self, ioctx, ns):
         return True
 class Image:
@@ -139,6 +149,13 @@ class FakeCli:
         img = st.get(opt.get('--image'))
         if words[:1] == ['ls']:
             return 0, json.dumps(sorted(st)), ''
+        if words[:1] == ['create']:
+            if img is not None:
+                return 17, '', 'rbd: create error: (17) File exists'
+            st[opt['--image']] = dict(size=int(opt['--size'].rstrip('B')), snaps=[], meta={}, order=None)
+            with open(self.state, 'w') as f:
+                json.dump(st, f)
+            return 0, '', ''
         if img is None:
             return 2, '', 'rbd: error opening image: (2) No such file or directory'
         out = ''
@@ -239,6 +256,42 @@ def test_a_change_the_child_made_before_it_died_is_not_an_error(cluster, call, o
         assert cluster.snaps() == []
     assert len(c.fallbacks) == 1 and 'died with SIGABRT' in c.fallbacks[0]
     assert len(c.runner.calls) == 2              # the repeat (refused: already done), then the check
+
+
+def test_create_in_a_child_with_the_object_size_as_order(cluster, tmp_path):
+    c = cluster()
+    c.create('p', 'new', 4096, object_size=1 << 22)
+    st = json.loads((tmp_path / 'state.json').read_text())
+    assert st['new'] == dict(size=4096, snaps=[], meta={}, order=22) and c.runner.calls == []
+    with pytest.raises(RbdError) as ei:
+        c.create('p', 'new', 4096)
+    assert ei.value.rc == 17 and ei.value.image == 'p/new' and c.fallbacks == []
+
+
+@pytest.mark.parametrize('fault, repeats', [('after-abort', 1), ('abort', 0)])
+def test_a_create_the_child_may_have_made_is_made_or_accepted_by_the_cli(cluster, tmp_path, fault, repeats):
+    c = cluster(dict(create=fault))
+    c.create('p', 'new', 4096)
+    st = json.loads((tmp_path / 'state.json').read_text())
+    assert st['new']['size'] == 4096 and len(c.fallbacks) == 1
+    # after the child made it, the CLI's create is refused (exists) and the check finds it as asked
+    assert [a[9] for a in c.runner.calls][:1] == ['create'] and len(c.runner.calls) == 1 + 2 * repeats
+
+
+def test_a_create_refused_for_an_image_that_is_not_the_one_asked_for(cluster):
+    c = cluster(dict(create='abort'))
+    with pytest.raises(RbdError):
+        c.create('p', 'img', 4096)       # img exists already, of another size, with a snapshot
+
+
+@pytest.mark.parametrize('size, order', [(None, None), (0, None), (1 << 22, 22), (4096, 12)])
+def test_object_order(size, order):
+    assert L.object_order(size) == order
+
+
+def test_object_order_refuses_other_sizes():
+    with pytest.raises(ValueError):
+        L.object_order(3 << 20)
 
 
 def test_a_change_the_child_did_not_make_is_made_by_the_cli(cluster):

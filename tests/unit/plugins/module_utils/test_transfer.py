@@ -36,7 +36,11 @@ class FakeRbd:
     def info(self, pool, image, namespace=None, snap=None):
         self.calls.append(('info', image))
         img = self._img(image)
-        return None if img is None else dict(name=image, size=img['size'])
+        return None if img is None else dict(name=image, size=img['size'], object_size=img.get('object_size'))
+
+    def create(self, pool, image, size, namespace=None, object_size=None):
+        self.calls.append(('create', image, size, object_size))
+        self.images[image] = dict(snaps=[], size=size, written={}, object_size=object_size)
 
     def diff(self, pool, image, namespace=None, snap=None, from_snap=None, whole_object=False):
         self.calls.append(('diff', image, from_snap, snap))
@@ -70,7 +74,7 @@ def streams(monkeypatch):
     """Record the streams instead of running rbd; the import 'creates' the end snapshot like import-diff."""
     sent = []
 
-    def fake_stream(src, image, snapshot, base, dst, dest_image, opts):
+    def fake_stream(src, image, snapshot, base, dst, dest_image, opts, size=None):
         sent.append((image, base, snapshot))
         dst.rbd.snap_create(dst.pool, dest_image, snapshot)
         stats = DiffStreamStats()
@@ -158,6 +162,10 @@ def test_source_unchanged_by_hints_ignores_names_it_does_not_know():
     (dict(image='a', source_snapshots=[dict(id=True, name='s')]), 'integer id'),
     (dict(image='a', unchanged='yes'), 'unchanged must be'),
     (dict(image='a', previous=3), 'previous must be'),
+    (dict(image='a', object_size=4 << 20), None),
+    (dict(image='a', object_size='4M'), 'object_size must be'),
+    (dict(image='a', object_size=True), 'object_size must be'),
+    (dict(image='a', object_size=512), 'object_size must be'),
 ])
 def test_hints_problem(item, problem):
     got = T.hints_problem(item)
@@ -184,6 +192,77 @@ def test_source_hints_compares_with_the_previous_prefixed_snapshot():
     assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-1')['unchanged'] is None
     h = T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-3')
     assert h['unchanged'] is None and h['previous'] == 'backup-2'
+
+
+def test_source_hints_give_the_object_size_on_the_first_night_only():
+    rbd = FakeRbd({'a': dict(snaps=[dict(id=3, name='backup-1', size=1)], size=1, written={}, object_size=1 << 22)})
+    assert T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-1')['object_size'] == 1 << 22
+    rbd.images['a']['snaps'].append(dict(id=4, name='backup-2', size=1))
+    rbd.images['a']['written'][('backup-1', 'backup-2')] = True
+    rbd.calls[:] = []
+    assert 'object_size' not in T.source_hints(rbd, 'rbd', 'a', None, 'backup-', 'backup-2')
+    assert ('info', 'a') not in rbd.calls      # a steady night costs no extra query
+
+
+def first_sync_sides():
+    src = FakeRbd({'a': dict(snaps=[dict(s) for s in SRC_SNAPS], size=3 << 20, written={}, object_size=1 << 21)})
+    dst = FakeRbd({})
+    no_meta(dst)
+    return T.Side(src, 'rbd', remote_ssh=['ssh', 'src']), T.Side(dst, 'rbd'), src, dst
+
+
+def test_a_first_sync_with_hints_creates_the_image_without_asking_the_source(streams):
+    src, dst, src_rbd, dst_rbd = first_sync_sides()
+    h = dict(source_snapshots=[dict(s) for s in SRC_SNAPS], previous=None, unchanged=None, object_size=1 << 21)
+    r = T.transfer_image(src, dst, 'a', target='backup-2', hints=h)
+    assert r['action'] == 'initial' and streams == [('a', None, 'backup-2')]
+    assert src_rbd.calls == []
+    # the target snapshot's size (not the head's), the source's object size
+    assert ('create', 'a', 1 << 20, 1 << 21) in dst_rbd.calls
+
+
+def test_a_first_sync_without_the_object_size_asks_the_source(streams):
+    src, dst, src_rbd, dst_rbd = first_sync_sides()
+    T.transfer_image(src, dst, 'a', target='backup-2', hints=hints(None, previous=None))
+    assert src_rbd.calls == [('info', 'a')]
+    assert ('create', 'a', 3 << 20, 1 << 21) in dst_rbd.calls
+
+
+@pytest.mark.parametrize('size, shared, route', [
+    (1 << 20, True, 'shared'),
+    (T.SHARED_STREAM_MAX, True, 'shared'),
+    (T.SHARED_STREAM_MAX + 1, True, 'own'),       # a big image may send a lot: a connection of its own
+    (None, True, 'own'),                          # size unknown
+    (1 << 20, False, 'own'),                      # no multiplexed connection (direct mode)
+])
+def test_stream_route(size, shared, route):
+    assert T.stream_route(size, (['ssh', 'mux'], None) if shared else None) == route
+
+
+def test_small_streams_run_over_the_shared_connection():
+    opts = T.TransferOptions()
+    src = T.Side(None, 'rbd', remote_ssh=['ssh', 'own'], shared_ssh=(['ssh', 'mux'], None))
+    dst = T.Side(None, 'rbd')
+    up, down = T._stage_lists(src, dst, ['rbd', 'export-diff'], ['rbd', 'import-diff'], opts, 'shared')
+    assert up[0][1][:2] == ['ssh', 'mux'] and down == [('rbd import-diff', ['rbd', 'import-diff'])]
+    up, _down = T._stage_lists(src, dst, ['rbd', 'export-diff'], ['rbd', 'import-diff'], opts)
+    assert up[0][1][:2] == ['ssh', 'own']
+    # push: the destination is the remote side
+    push_src, push_dst = T.Side(None, 'rbd'), T.Side(None, 'rbd', remote_ssh=['ssh', 'own'],
+                                                      shared_ssh=(['ssh', 'mux'], None))
+    _up, down = T._stage_lists(push_src, push_dst, ['e'], ['i'], opts, 'shared')
+    assert down[-1][1][:2] == ['ssh', 'mux']
+
+
+@pytest.mark.parametrize('snaps, target, object_size, expect', [
+    ([dict(id=1, name='s', size=4096)], 's', 1 << 22, (4096, 1 << 22)),
+    ([dict(id=1, name='s', size=0)], 's', 1 << 22, (1, 1 << 22)),        # rbd create needs a size
+    ([dict(id=1, name='s', size=4096)], 's', None, None),                 # not said: ask
+    ([dict(id=1, name='s', size=4096)], 't', 1 << 22, None),              # target unknown: ask
+])
+def test_create_args(snaps, target, object_size, expect):
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils._plan import Facts
+    assert T.create_args(Facts('a', 'a', target, snaps, object_size=object_size)) == expect
 
 
 # -- import marks: whose, and whether that import is still alive ----------------------------------------------

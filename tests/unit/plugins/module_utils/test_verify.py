@@ -294,7 +294,25 @@ def test_digest_image_unknown_method(fake_rbd):
         V.digest_image(fake_rbd(b'', []), 'p', None, 'img', 's', 'md5', extents=[])
 
 
-def test_dense_extents_are_read_with_one_export(fake_rbd):
+def test_small_dense_images_are_read_in_process(fake_rbd):
+    """Below EXPORT_MIN_BYTES the reader wins even on a dense image: an rbd export costs a process start."""
+    big = V.EXPORT_MIN_BYTES
+    assert V.read_with_export([(0, big, True)], big)
+    assert not V.read_with_export([(0, big - 1, True)], big - 1)            # dense but small
+    assert not V.read_with_export([(0, big, True)], 4 * big)                # large but sparse
+    image = bytes(range(256)) * 400
+    # the fake export gives other bytes: a digest of the image's own bytes proves the reader read it
+    rbd = fake_rbd(image, [dict(offset=0, length=len(image), exists='true')], export_bytes=b'\xff' * len(image))
+    got = V.digest_image(rbd, 'p', None, 'img', 's', 'data', reader=FakeReader(image))
+    expected = V.DataHasher(len(image))
+    expected.begin(0)
+    expected.update(image)
+    assert got['bytes_read'] == len(image) and 'fallback' not in got
+    assert got['digest'] == expected.hexdigest()
+
+
+def test_dense_extents_are_read_with_one_export(fake_rbd, monkeypatch):
+    monkeypatch.setattr(V, 'EXPORT_MIN_BYTES', 0)    # the test image is small
     assert V.dense([(0, 50, True)], 100) and not V.dense([(0, 49, True)], 100)
     assert V.dense([(0, 30, True), (60, 20, False)], 100)     # zero extents are read too
     assert not V.dense([], 0)
