@@ -13,6 +13,30 @@ def restore(bed, pools, expect_rc=0, **extra):
     return bed.playbook(extra=v, playbook='ceph_rbd.backup.restore', expect_rc=expect_rc)
 
 
+def task_status(out, name):
+    """'ok', 'changed', 'skipping', 'failed' or 'fatal': how the task called ``name`` ended (its first run)."""
+    lines = out.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith('TASK [') and name in line][0]
+    for line in lines[at + 1:]:
+        for status in ('ok', 'changed', 'skipping', 'failed', 'fatal'):
+            if line.startswith(status + ':'):
+                return status
+    return None
+
+
+BACKUP_READ = 'Digest the snapshot on the backup'
+RESTORED_READ = 'Prove the restored image holds the same bytes'
+
+
+def data_verified(out):
+    """How many bytes the default verify (data) read back on the restored side; asserts that it ran and that
+    the backup was not read a second time."""
+    assert task_status(out, BACKUP_READ) == 'skipping', out[-3000:]
+    assert task_status(out, RESTORED_READ) == 'ok', out[-3000:]
+    assert 'Verified (data): the ' in out, out[-3000:]
+    return int(out.split('Verified (data): the ')[1].split(' bytes')[0])
+
+
 def test_restore_to_new_image_and_in_place(bed, pools):
     bed.src.create(pools, 'vm', 32 * MiB)
     bed.src.write(pools, 'vm', 0, mixed_chunk(8 * MiB, seed=1))
@@ -23,9 +47,13 @@ def test_restore_to_new_image_and_in_place(bed, pools):
     bed.playbook(extra=role_vars(pools))
     newest = bed.dst.snaps(pools, 'vm')[-1]
 
-    # 1. default: the newest snapshot into a new image <image>-restored, byte-identical
+    # 1. default: the newest snapshot into a new image <image>-restored, byte-identical; the default verify
+    #    (data) reads back what the stream wrote on the restored side only, against the stream's digest
     out = restore(bed, pools)
     assert 'holds %s/vm@%s' % (pools, newest) in out and '(initial' in out
+    read = data_verified(out)
+    assert 4 * MiB <= read <= 32 * MiB, read          # the allocated extents (4 MiB random + 4 MiB zeros, 4 MiB)
+    assert 'the rest of the image is unwritten' in out
     assert bed.src.export_sha(pools, 'vm-restored') == bed.dst.export_sha(pools, 'vm', newest)
 
     # 2. an existing image is refused unless overwrite is allowed
@@ -33,7 +61,8 @@ def test_restore_to_new_image_and_in_place(bed, pools):
     out = bed.playbook(extra=v, playbook='ceph_rbd.backup.restore', expect_rc=2)
     assert 'refusing to overwrite' in out
 
-    # 3. in place, to an older snapshot that the source image no longer has: incremental from the nearest one
+    # 3. in place, to an older snapshot that the source image no longer has: incremental from the nearest one;
+    #    only the extents of that diff are read back (the damage at 0 is undone by the rollback to `first`)
     bed.src.write(pools, 'vm', 0, random_data(MiB, seed=3))     # damage after the last backup
     bed.src.run('snap', 'rm', '--pool', pools, '--image', 'vm', '--snap', newest)
     v = dict(rbd_restore_image='vm', rbd_restore_pool=pools, rbd_restore_to='vm', rbd_restore_overwrite=True,
@@ -42,13 +71,24 @@ def test_restore_to_new_image_and_in_place(bed, pools):
     assert '(incremental' in out, out[-2000:]
     sent = int(out.split('(incremental, ')[1].split(' bytes')[0])
     assert sent < 6 * MiB                 # only the diff from the nearest common snapshot travelled
+    assert data_verified(out) == 4 * MiB  # ... and only its 4 MiB were read back
+    assert 'the rest of the image is its snapshot %s, equal to the backup' % first in out
     assert bed.src.export_sha(pools, 'vm') == bed.dst.export_sha(pools, 'vm', newest)
 
-    # 4. in place, to a snapshot the image still has: a local rollback
+    # 4. in place, to a snapshot the image still has: a local rollback; no byte came from the backup, so
+    #    data reads nothing and says so
     v['rbd_restore_snapshot'] = first
     out = bed.playbook(extra=v, playbook='ceph_rbd.backup.restore')
     assert '(rollback, 0 bytes' in out
+    assert task_status(out, BACKUP_READ) == 'skipping' and task_status(out, RESTORED_READ) == 'skipping'
+    assert 'Not read (data): rolled back to its own snapshot %s' % first in out
     assert bed.src.export_sha(pools, 'vm') == bed.dst.export_sha(pools, 'vm', first)
+
+    # 5. rbd_restore_verify=full still reads both sides in full (here after the same rollback)
+    out = bed.playbook(extra=dict(v, rbd_restore_verify='full'), playbook='ceph_rbd.backup.restore')
+    assert '(rollback, 0 bytes' in out
+    assert task_status(out, BACKUP_READ) == 'ok' and task_status(out, RESTORED_READ) == 'ok'
+    assert 'Verified (full): equal digests of the snapshot on both clusters (%d bytes read' % (32 * MiB) in out
 
 
 def test_status_reports_age_and_counts_and_fails_when_stale(bed, pools, tmp_path):
