@@ -64,12 +64,15 @@ def fleet_copies(b: Bench, pool: str, names: Sequence[str], dest_pools: Sequence
 
 
 def run_record(r: dict) -> dict:
-    """What a role run over the fleet keeps: wall, rc, the failed task, the per-task table, and what the run
-    says it did (the set_stats summary: images, unchanged, failed, snapshots pruned per side; its size)."""
+    """What a role run over the fleet keeps: wall, rc, the failed task, the per-task table, the transfer's
+    seconds per image (median, p90, max), and what the run says it did (the set_stats summary: images,
+    unchanged, failed, snapshots pruned per side; its size)."""
     totals = ((r.get('custom') or {}).get('_run') or {}).get('rbd_replicate') or {}
     per_image = [e for t in totals.values() for e in t.get('per_image') or []]
+    xfer = transfer_images(r)
     return dict(wall=r['wall'], rc=r['rc'], error=failed_msg(r), tasks=task_table(r),
-                transfer_results=len(transfer_images(r)), images=len(per_image),
+                transfer_results=len(xfer), transfer_image_s=_spread([x.get('seconds') or 0 for x in xfer]),
+                images=len(per_image),
                 unchanged=sum(1 for e in per_image if e.get('unchanged')),
                 failed_images=sum(1 for e in per_image if e.get('failed')),
                 pruned_source=sum(len(e.get('removed_source') or []) for e in per_image),
@@ -77,9 +80,16 @@ def run_record(r: dict) -> dict:
                 summary_bytes=len(json.dumps(r.get('custom') or {})))
 
 
+def _spread(xs: List[float]) -> dict:
+    """Median, 90th percentile and maximum of ``xs`` (None each when empty)."""
+    xs = sorted(xs)
+    return dict(median=median(xs), p90=xs[int(0.9 * (len(xs) - 1))] if xs else None, max=xs[-1] if xs else None)
+
+
 def _fmt_run(x: dict) -> str:
-    return '%.1fs (%d images, %d unchanged, %d failed; pruned %d/%d)%s' % (
+    return '%.1fs (%d images, %d unchanged, %d failed; pruned %d/%d; transfer s/image median %s, max %s)%s' % (
         x['wall'], x['images'], x['unchanged'], x['failed_images'], x['pruned_source'], x['pruned_dest'],
+        x['transfer_image_s']['median'], x['transfer_image_s']['max'],
         ' FAILED rc=%d: %s' % (x['rc'], x['error']) if x['rc'] else '')
 
 
