@@ -6,13 +6,19 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
+import importlib
+import io
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import zipfile
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import OPS_ENTRY, LibRbd
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
-    REMOTE_CEPH_SPEC, Rbd, SshRunner, client_options, ssh_argv,
+    REMOTE_CEPH_SPEC, SshRunner, client_options, remote_command, ssh_argv,
 )
 
 # The other side of a replication: the host (over ssh) and its cluster, named like the local one (``ceph``).
@@ -36,6 +42,48 @@ REMOTE_ARGUMENT_SPEC = dict(
 )
 
 
+# The librbd helpers on the other host: python3-rbd is packaged for the system python only.
+REMOTE_PYTHON = '/usr/bin/python3'
+# What a helper imports of ours (_librbd and what it imports), shipped in the ssh command as a zip.
+_PACKAGE = 'ansible_collections.ceph_rbd.backup.plugins.module_utils'
+_SHIPPED = ('_proc', '_snapshots', '_rbd', '_worker', '_librbd')
+# The helper's bootstrap: ``python3 -c BOOT ZIP_B64 MODULE:FUNCTION CONN_JSON``. The zip is a temporary file
+# only while our modules import (all at once: _librbd imports the others at its top).
+_BOOT = ('import base64, importlib, os, sys, tempfile\n'
+         'fd, path = tempfile.mkstemp(suffix=".zip")\n'
+         'os.write(fd, base64.b64decode(sys.argv[1])); os.close(fd)\n'
+         'sys.path.insert(0, path)\n'
+         'try:\n'
+         '    m, _, f = sys.argv[2].partition(":"); fn = getattr(importlib.import_module(m), f)\n'
+         'finally:\n'
+         '    os.unlink(path)\n'
+         'fn(sys.argv[3])\n')
+_ZIP = []
+
+
+def shipped_zip():
+    """The base64 zip of the modules a helper on the other host runs (made once per module run)."""
+    if not _ZIP:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
+            parts = _PACKAGE.split('.')
+            for i in range(1, len(parts) + 1):
+                z.writestr('/'.join(parts[:i]) + '/__init__.py', '')
+            for name in _SHIPPED:
+                mod = importlib.import_module(_PACKAGE + '.' + name)
+                z.writestr(_PACKAGE.replace('.', '/') + '/%s.py' % name, mod.__loader__.get_source(mod.__name__))
+        _ZIP.append(base64.b64encode(buf.getvalue()).decode('ascii'))
+    return _ZIP[0]
+
+
+def remote_child_argv(ssh, python=REMOTE_PYTHON):
+    """A function conn -> the argv that starts a librbd helper (:func:`_librbd.serve_ops`) on the other host,
+    as one session of the multiplexed ssh connection ``ssh``."""
+    def argv(conn):
+        return ssh + [remote_command([python, '-c', _BOOT, shipped_zip(), OPS_ENTRY, json.dumps(conn)])]
+    return argv
+
+
 def dest_of(params):
     """Pure: the destination (pool, namespace) - by default the source's."""
     namespace = params['dest_namespace']
@@ -44,8 +92,11 @@ def dest_of(params):
 
 
 class Remote:
-    """An Rbd client for the other host (small queries share one multiplexed ssh connection) and the
-    ssh argv for data streams (each its own connection, with the chosen cipher).  Use as a context manager."""
+    """An Rbd client for the other host (small queries share one multiplexed ssh connection, through librbd
+    helpers running there when they can) and the ssh argv for data streams (each its own connection, with the
+    chosen cipher; small ones a session of the shared connection).  Use as a context manager."""
+
+    HELPERS = 2
 
     def __init__(self, params):
         r = params['remote']
@@ -57,8 +108,11 @@ class Remote:
         control = ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s' % self.control_path,
                    '-o', 'ControlPersist=120']
         self.query_ssh = base[:-2] + control + base[-2:]
-        self.runner = SshRunner(self.query_ssh)
-        self.rbd = Rbd(timeout=params['timeout'], runner=self.runner, **client_options(r['ceph']))
+        # sshd's MaxSessions (10 by default) per connection: 6 queries or small streams, 2 helpers
+        self.runner = SshRunner(self.query_ssh, max_sessions=6)
+        # queries through python3-rbd helpers there (two sessions of the connection), the CLI as the way out
+        self.rbd = LibRbd(timeout=params['timeout'], runner=self.runner, children=self.HELPERS,
+                          child_argv=remote_child_argv(self.query_ssh), **client_options(r['ceph']))
 
     @property
     def shared(self):
@@ -67,7 +121,9 @@ class Remote:
         return self.query_ssh, self.runner.sessions
 
     def close(self):
-        """Stop the multiplexing master, if one was started (its output must not reach stdout)."""
+        """Let the helpers leave, stop the multiplexing master, if one was started (its output must not reach
+        stdout)."""
+        self.rbd.close()
         if os.path.exists(self.control_path):
             subprocess.call(['ssh', '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit', self.host],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

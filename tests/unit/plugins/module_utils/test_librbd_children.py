@@ -294,6 +294,30 @@ def test_object_order_refuses_other_sizes():
         L.object_order(3 << 20)
 
 
+def test_a_helper_on_the_other_host_runs_the_shipped_modules(cluster):
+    """The remote helper's argv (_remote.remote_child_argv) with ``sh -c`` for ssh: a fresh interpreter that
+    finds our modules only in the zip the command carries."""
+    import sys
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils import _remote
+    c = cluster(child_argv=_remote.remote_child_argv(['sh', '-c'], python=sys.executable))
+    assert [s['name'] for s in c.snapshots('p', 'img')] == ['s1']
+    c.snap_create('p', 'img', 's2')
+    assert cluster.snaps() == ['s1', 's2']
+    assert c.runner.calls == [] and c.fallbacks == [] and c.unavailable is None
+
+
+def test_no_helper_on_the_other_host_means_the_cli_said_once(cluster):
+    from ansible.module_utils.common import warnings
+    before = len(warnings.get_warning_messages())
+    c = cluster(child_argv=lambda conn: ['sh', '-c', 'echo "rbd-ssh-guard: refused" >&2; exit 1'])
+    for _i in range(3):
+        assert [s['name'] for s in c.snapshots('p', 'img')] == ['s1']
+    assert len(c.runner.calls) == 3 and c.fallbacks == [] and c.failures == []
+    assert 'did not start' in c.unavailable or 'refused' in c.unavailable
+    said = warnings.get_warning_messages()[before:]
+    assert len(said) == 1 and said[0].startswith('no librbd helper on the other host')
+
+
 def test_a_change_the_child_did_not_make_is_made_by_the_cli(cluster):
     c = cluster(dict(create_snap='abort', metadata_set='abort'))
     c.snap_create('p', 'img', 's2')
