@@ -38,6 +38,10 @@ Cases (``--cases``, run in this order):
   k1    --k1-images (1000; --quick 200) such images, replicated once by the bench, nothing changed: a full
         nightly role run (role defaults: verify data, prune both sides), its median against 45 s, its
         seconds per image (to compare with p2's 200 images) and its per-task profile (bench/fleet.py).
+  first COUNT new images of 1 MiB (960 KiB of unique random data each) in a new pool: the role's first
+        nightly run (every image a first sync) vs the serial loop of the old script's first copies (snap
+        create; ssh rbd create; export-diff | ssh import-diff; rbd diff | md5sum both sides) timed on
+        SAMPLE images and scaled; fresh pools every run (bench/edges.py).
 
 Writes bench/results/latest.json (and a time-stamped copy) and prints a markdown table.  Only pools
 named ``bench-<case>-<run id>`` are created and they are removed at the end.  Before each heavy step

@@ -1,7 +1,6 @@
-"""The edge cases of issue #13 that need many images: a first sync (``first``), push against pull on an
-unchanged pool (``push``) and one nightly run over 1,000 unchanged images (``k1``).
+"""The first sync of many small images (``first``, issue #13); push and 1,000 images are in bench/fleet.py.
 
-Each creates its images through python3-rbd in the bench process (not timed) and measures the role side by
+It creates its images through python3-rbd in the bench process (not timed) and measures the role side by
 side with its baseline in the same runs, alternating which goes first.
 """
 

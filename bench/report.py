@@ -145,7 +145,7 @@ def _restore_rows(r):
     ratio = 'playbook/raw %.2f' % r['ratio_of_medians']
     if r['good_runs'] < len(r['runs']):
         ratio += ' (%d runs with a FAILED step)' % (len(r['runs']) - r['good_runs'])
-    return [('Restore: %s image to a new image, playbook ceph_rbd.backup.restore (verify full)' % human(r['size']),
+    return [('Restore: %s image to a new image, playbook ceph_rbd.backup.restore (verify data)' % human(r['size']),
              len(r['runs']), 'playbook %.1f s' % r['role_median'],
              'rbd export \\| ssh \\| rbd import %.1f s' % r['raw_median'], ratio, 'playbook/raw <= 1.15',
              verdict(r['ratio_of_medians'] <= 1.15)),
