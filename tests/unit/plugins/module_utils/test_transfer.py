@@ -248,8 +248,8 @@ def test_small_streams_run_over_the_shared_connection():
     up, _down = T._stage_lists(src, dst, ['rbd', 'export-diff'], ['rbd', 'import-diff'], opts)
     assert up[0][1][:2] == ['ssh', 'own']
     # push: the destination is the remote side
-    push_src, push_dst = T.Side(None, 'rbd'), T.Side(None, 'rbd', remote_ssh=['ssh', 'own'],
-                                                      shared_ssh=(['ssh', 'mux'], None))
+    push_src = T.Side(None, 'rbd')
+    push_dst = T.Side(None, 'rbd', remote_ssh=['ssh', 'own'], shared_ssh=(['ssh', 'mux'], None))
     _up, down = T._stage_lists(push_src, push_dst, ['e'], ['i'], opts, 'shared')
     assert down[-1][1][:2] == ['ssh', 'mux']
 
