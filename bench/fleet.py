@@ -98,6 +98,16 @@ def _ok(x: dict, count: int) -> bool:
     return not x['rc'] and x['images'] == count and not x['failed_images']
 
 
+# A fleet run is one role run over hundreds of images: 1,000 took 114-196 s here, and a loaded machine (load
+# 13) has doubled that; the default --run-timeout (300 s, sized for one-image runs) would kill it mid-row.
+FLEET_RUN_TIMEOUT = 900
+
+
+def fleet_timeout(b: Bench) -> int:
+    """Seconds one fleet role run may take: --run-timeout, but at least FLEET_RUN_TIMEOUT."""
+    return max(b.args.run_timeout, FLEET_RUN_TIMEOUT)
+
+
 # -- push: push vs pull on the same unchanged pool -------------------------------------------------
 
 def case_push(b: Bench) -> Dict[str, dict]:
@@ -116,7 +126,8 @@ def case_push(b: Bench) -> Dict[str, dict]:
     for i in range(b.args.runs):
         rec = dict(order=alternate(i, *PUSH_SIDES))
         for who in rec['order']:
-            r = b.role(pools[who], dict(rbd_replicate_transport=who), 'push-%s#%d' % (who, i))
+            r = b.role(pools[who], dict(rbd_replicate_transport=who), 'push-%s#%d' % (who, i),
+                       timeout=fleet_timeout(b))
             rec[who] = run_record(r)
         rec['ratio'] = rec['push']['wall'] / rec['pull']['wall']
         log('push run %d/%d: pull %s; push %s: push/pull %.2f' % (
@@ -156,7 +167,7 @@ def case_k1(b: Bench) -> Dict[str, dict]:
     runs = []
     for i in range(b.args.runs):
         log('k1 run %d/%d: role over %d unchanged images' % (i + 1, b.args.runs, count))
-        runs.append(run_record(b.role(pool, {}, 'k1#%d' % i)))
+        runs.append(run_record(b.role(pool, {}, 'k1#%d' % i, timeout=fleet_timeout(b))))
         log('k1 run %d/%d: role %s; %.3f s/image; set_stats summary %d bytes' % (
             i + 1, b.args.runs, _fmt_run(runs[-1]), runs[-1]['wall'] / count, runs[-1]['summary_bytes']))
     b.drop_pool(pool)

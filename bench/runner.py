@@ -131,20 +131,23 @@ class Bench:
                     pass
 
     # -- role runs ------------------------------------------------------
-    def run_bounded(self, cmd: List[str], logfile: IO, env: Dict[str, str], label: str) -> subprocess.Popen:
-        """Run an ansible command; after --run-timeout s kill it and our module processes (a module can
-        hang: the bench must not).  Returns the Popen with returncode (-9 when it was killed)."""
+    def run_bounded(self, cmd: List[str], logfile: IO, env: Dict[str, str], label: str,
+                    timeout: Optional[int] = None) -> subprocess.Popen:
+        """Run an ansible command; after ``timeout`` (default --run-timeout) s kill it and our module
+        processes (a module can hang: the bench must not).  Returns the Popen with returncode (-9 when it was
+        killed)."""
+        timeout = timeout or self.args.run_timeout
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         try:
-            proc.wait(timeout=self.args.run_timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stuck = self.watcher.live()
             log('%s: no end after %ds: killing it and our module processes %s (%s)' % (
-                label, self.args.run_timeout, [p['pid'] for p in stuck],
+                label, timeout, [p['pid'] for p in stuck],
                 ', '.join('%s %.0fs' % (p['module'] or '?', time.time() - p['first']) for p in stuck)))
             self.notes.append('%s hung for %ds and was killed; stuck module processes: %s' % (
-                label, self.args.run_timeout, ', '.join(
+                label, timeout, ', '.join(
                     '%s (pid %d, %.0fs)' % (p['module'] or '?', p['pid'], time.time() - p['first']) for p in stuck)))
             self.kill_modules()
             try:
@@ -167,9 +170,10 @@ class Bench:
 
     def role(self, pool: str, extra: Optional[dict] = None, label: str = '',
              env_extra: Optional[Dict[str, str]] = None, inventory: Optional[str] = None,
-             playbook: str = PLAYBOOK) -> dict:
+             playbook: str = PLAYBOOK, timeout: Optional[int] = None) -> dict:
         """One ansible-playbook run of the replicate playbook, or ``playbook`` (the test bed's inventory, or
-        ``inventory``); returns wall time, rc, per-task times, the set_stats data (``custom``)."""
+        ``inventory``), killed after ``timeout`` s (default --run-timeout); returns wall time, rc, per-task
+        times, the set_stats data (``custom``)."""
         self._runs += 1
         out = os.path.join(self.tmp, 'timer-%d.json' % self._runs)
         logf = os.path.join(self.tmp, 'play-%d.log' % self._runs)
@@ -183,7 +187,7 @@ class Bench:
         w0 = time.time()
         t0 = time.monotonic()
         with open(logf, 'w') as f:
-            proc = self.run_bounded(cmd, f, env, label)
+            proc = self.run_bounded(cmd, f, env, label, timeout)
         wall = time.monotonic() - t0
         w1 = time.time()
         timer = {}
