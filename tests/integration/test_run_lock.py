@@ -41,9 +41,11 @@ def _lock_info(bed, pools):
 def test_a_run_keeps_its_lock_past_the_ttl_and_no_run_touches_a_live_import(bed, pools):
     bed.src.create(pools, 'vm', 128 * MiB)
     bed.src.write(pools, 'vm', 0, random_data(48 * MiB, seed=1))
-    # ~24 s of stream at 2 MiB/s against a 4 s ttl: the run outlives its ttl many times
-    first = _start(bed, role_vars(pools, rbd_replicate_lock_ttl=4, rbd_replicate_bwlimit='2m'))
+    # ~48 s of stream at 1 MiB/s against a 4 s ttl: the run outlives its ttl many times, and the checks below
+    # (~25 s under CI's load with three workers; 24 s of stream at 2 MiB/s once was not enough) end before it does
+    first = _start(bed, role_vars(pools, rbd_replicate_lock_ttl=4, rbd_replicate_bwlimit='1m'))
     importing = _wait_for_import(pools)
+    started = time.time()
     mark = json.loads(bed.dst.meta(pools, 'vm')[MARK])
     time.sleep(6)
     held = _lock_info(bed, pools)
@@ -61,7 +63,8 @@ def test_a_run_keeps_its_lock_past_the_ttl_and_no_run_touches_a_live_import(bed,
     second = bed.playbook(extra=role_vars(pools, rbd_replicate_lock_ttl=4), expect_rc=2)
     assert 'another replication run holds the lock on pool %s: run %s' % (pools, run) in second, second[-3000:]
     assert set(importing) & set(_pids('rbd .*import-diff .*--pool %s ' % pools)), \
-        'the first run finished too early: the test proved nothing (make its stream longer)'
+        'the first run finished too early (checks took %.1f s): the test proved nothing (make its stream longer)' \
+        % (time.time() - started)
     out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out[-4000:]
     assert 'could not be renewed' not in out, out[-4000:]
