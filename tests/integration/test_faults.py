@@ -34,7 +34,7 @@ def test_interrupted_transfer_leaves_no_snapshot_and_next_run_recovers(bed, pool
     before_src = bed.src.export_sha(pools, 'vm', 'backup-b')
 
     # A slow stream (bwlimit) so that the import can be killed in the middle.
-    args = dict(source_pool=pools, images=['vm'], bwlimit='16M')
+    args = dict(source_pool=pools, images=['vm'], bwlimit='8M')   # 64 MiB: ~8 s of stream, killed ~2 s in
     args.update(bed.pull_args())
     args.setdefault('ceph', bed.dst.ceph_args())
 
@@ -207,7 +207,7 @@ def test_concurrent_run_refuses_quickly_and_stale_lock_is_recoverable(bed, pools
     # and while a run holds it, a second one refuses (the first is not disturbed)
     bed.src.write(pools, 'vm', 0, random_data(2 * MiB))
     first = subprocess.Popen(['ansible-playbook', '-i', bed.inventory, 'ceph_rbd.backup.replicate',
-                              '-e', __import__('json').dumps(role_vars(pools, rbd_replicate_bwlimit='256k'))],
+                              '-e', __import__('json').dumps(role_vars(pools, rbd_replicate_bwlimit='128k'))],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=bed.ansible_env(), text=True)
     deadline = time.time() + 60

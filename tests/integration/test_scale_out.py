@@ -139,7 +139,7 @@ def test_a_second_run_is_refused_while_the_hosts_of_the_first_work(bed, pools, t
     inventory = _inventory(bed, tmp_path, 'two.yml')
     env = bed.ansible_env()
     first = subprocess.Popen(['ansible-playbook', '-i', inventory, 'ceph_rbd.backup.replicate', '-e',
-                              json.dumps(role_vars(pools, rbd_replicate_bwlimit='512k'))],
+                              json.dumps(role_vars(pools, rbd_replicate_bwlimit='64k'))],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.time() + 120
