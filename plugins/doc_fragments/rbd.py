@@ -132,6 +132,15 @@ options:
           - The ssh cipher for data streams (C(ssh -c)). V(aes128-gcm@openssh.com) streamed about 1.6
             times faster than OpenSSH's default on the test machine. Queries use ssh's default.
         type: str
+      helpers:
+        description:
+          - Run the queries and metadata changes on the other host in two python3-rbd helpers started there over
+            the shared ssh connection (about 0.01 s of CPU per call instead of about 0.2 s for an rbd process).
+            Where none can start (no C(/usr/bin/python3) with python3-rbd there, or a key bound to a forced
+            command such as C(rbd-ssh-guard)) every call goes to the rbd CLI, with one warning per run.
+          - V(false) uses the rbd CLI from the start, without trying a helper and without the warning.
+        type: bool
+        default: true
       ceph:
         description: The Ceph cluster of the other side, as it is named on the other host (the keys of O(ceph)).
         type: dict

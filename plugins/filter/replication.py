@@ -66,14 +66,19 @@ def remote_of(other, hostvars=None, ssh=None, ceph=None):
     ``ssh`` overrides (host, user, port, key, options, cipher; empty = not set) win over the other host's
     ``ansible_host``, ``ansible_user`` and ``ansible_port``; the host defaults to its inventory name.
     ``ceph`` names its cluster as it is on that host.  Empty values are left out (the module's defaults).
+    ``helpers`` false in ``ssh`` gives ``helpers: false`` (no librbd helpers there: the rbd CLI, no warning).
     """
-    ssh = dict((k, v) for k, v in (ssh or {}).items() if _is_set(v))
+    no_helpers = _is_false((ssh or {}).get('helpers'))
+    ssh = dict((k, v) for k, v in (ssh or {}).items() if _is_set(v) and k != 'helpers')
     hv = hostvars or {}
     remote = dict(host=ssh.get('host') or hv.get('ansible_host') or other,
                   user=ssh.get('user') or hv.get('ansible_user'), port=ssh.get('port') or hv.get('ansible_port'),
                   key=ssh.get('key'), options=list(ssh.get('options') or []), cipher=ssh.get('cipher'),
                   ceph=dict((k, v) for k, v in (ceph or {}).items() if _is_set(v)))
-    return dict((k, v) for k, v in remote.items() if _is_set(v))
+    remote = dict((k, v) for k, v in remote.items() if _is_set(v))
+    if no_helpers:
+        remote['helpers'] = False
+    return remote
 
 
 def hook_groups(specs, hostvars=None, ssh=None):
@@ -84,10 +89,16 @@ def hook_groups(specs, hostvars=None, ssh=None):
         group = dict((k, v) for k, v in spec.items() if k != 'host')
         if spec.get('host'):
             hv = hostvars[spec['host']] if hostvars is not None and spec['host'] in hostvars else {}
-            remote = remote_of(spec['host'], hv, dict((k, v) for k, v in (ssh or {}).items() if k not in ('host', 'cipher')))
+            remote = remote_of(spec['host'], hv, dict((k, v) for k, v in (ssh or {}).items()
+                                                      if k not in ('host', 'cipher', 'helpers')))
             group['remote'] = remote
         out.append(group)
     return out
+
+
+def _is_false(value):
+    """Pure: whether a role variable says false (a bool, or the string a template may leave)."""
+    return value is False or (isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'))
 
 
 def _is_set(value):

@@ -29,7 +29,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import ssh_ar
 FROZEN, GROUPED, CRASH = 'frozen', 'grouped', 'crash-consistent'
 
 # where a group's hooks run over ssh (rbd_snapshot's groups[].remote): a remote without its cluster
-REMOTE_SPEC = dict((k, v) for k, v in _remote.REMOTE_SPEC.items() if k not in ('cipher', 'ceph'))
+REMOTE_SPEC = dict((k, v) for k, v in _remote.REMOTE_SPEC.items() if k not in ('cipher', 'helpers', 'ceph'))
 
 
 class Group:

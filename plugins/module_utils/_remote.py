@@ -18,7 +18,7 @@ import zipfile
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import OPS_ENTRY, LibRbd
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
-    REMOTE_CEPH_SPEC, SshRunner, client_options, remote_command, ssh_argv,
+    REMOTE_CEPH_SPEC, Rbd, SshRunner, client_options, remote_command, ssh_argv,
 )
 
 # The other side of a replication: the host (over ssh) and its cluster, named like the local one (``ceph``).
@@ -29,6 +29,7 @@ REMOTE_SPEC = dict(
     key=dict(type='path', no_log=False),
     options=dict(type='list', elements='str', default=[]),
     cipher=dict(type='str'),
+    helpers=dict(type='bool', default=True),
     ceph=dict(type='dict', default={}, options=REMOTE_CEPH_SPEC),
 )
 
@@ -110,9 +111,13 @@ class Remote:
         self.query_ssh = base[:-2] + control + base[-2:]
         # sshd's MaxSessions (10 by default) per connection: 6 queries or small streams, 2 helpers
         self.runner = SshRunner(self.query_ssh, max_sessions=6)
-        # queries through python3-rbd helpers there (two sessions of the connection), the CLI as the way out
-        self.rbd = LibRbd(timeout=params['timeout'], runner=self.runner, children=self.HELPERS,
-                          child_argv=remote_child_argv(self.query_ssh), **client_options(r['ceph']))
+        # queries through python3-rbd helpers there (two sessions of the connection), the CLI as the way out;
+        # helpers=false: the CLI only, without trying (and warning) - e.g. behind the rbd-ssh-guard forced command
+        if r.get('helpers', True):
+            self.rbd = LibRbd(timeout=params['timeout'], runner=self.runner, children=self.HELPERS,
+                              child_argv=remote_child_argv(self.query_ssh), **client_options(r['ceph']))
+        else:
+            self.rbd = Rbd(timeout=params['timeout'], runner=self.runner, **client_options(r['ceph']))
 
     @property
     def shared(self):
@@ -123,7 +128,8 @@ class Remote:
     def close(self):
         """Let the helpers leave, stop the multiplexing master, if one was started (its output must not reach
         stdout)."""
-        self.rbd.close()
+        if isinstance(self.rbd, LibRbd):
+            self.rbd.close()
         if os.path.exists(self.control_path):
             subprocess.call(['ssh', '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit', self.host],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -180,6 +180,7 @@ class Bed:
             with open(path) as f:
                 result = json.load(f)
             result['_stdout'] = proc.stdout   # the tree callback drops 'diff'; ansible prints it here
+            result['_warnings'] = ' '.join(proc.stderr.split())   # ... and 'warnings' (here, possibly wrapped)
             result['failed'] = proc.returncode != 0   # ... and 'failed': the exit code tells
         finally:
             shutil.rmtree(tree, ignore_errors=True)

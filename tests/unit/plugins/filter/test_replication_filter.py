@@ -238,6 +238,13 @@ def test_remote_of_takes_the_inventory_unless_overridden():
     assert F.remote_of('src-1', {}) == dict(host='src-1')          # no ansible_host: the inventory name
 
 
+@pytest.mark.parametrize('helpers, out', [(True, None), ('True', None), ('', None), (None, None),
+                                          (False, False), ('false', False), ('False', False), ('no', False)])
+def test_remote_of_says_helpers_only_when_they_are_off(helpers, out):
+    r = F.remote_of('src-1', {}, dict(helpers=helpers, cipher='c'))
+    assert r.get('helpers', None) is out and r['cipher'] == 'c' and r['host'] == 'src-1'
+
+
 SETTINGS = dict(transport='pull', dest_host='bak-1', source_ceph=dict(conf='/s.conf'), dest_ceph=dict(conf='/d.conf'),
                 remote_ceph={}, verify='data', verify_source='stream', ssh=dict(cipher='c'))
 HOSTVARS = {'src-1': dict(ansible_host='10.0.0.11'), 'bak-1': dict(ansible_host='10.0.1.11', ansible_user='root')}
@@ -341,7 +348,7 @@ def test_hook_groups_reach_a_named_host_like_the_role_reaches_the_others():
     specs = [dict(match='vm-(?P<vmid>[0-9]+)-disk-[0-9]+', freeze=['f', '{vmid}'], thaw=['t'], host='pve-1', timeout=9),
              dict(rbd_group='db', freeze=['f'])]
     hostvars = {'pve-1': dict(ansible_host='10.0.2.1', ansible_user='root', ansible_port=2200)}
-    out = F.hook_groups(specs, hostvars, dict(options=['-o', 'X=y'], cipher='c'))
+    out = F.hook_groups(specs, hostvars, dict(options=['-o', 'X=y'], cipher='c', helpers=False))
     assert out[0] == dict(match=specs[0]['match'], freeze=['f', '{vmid}'], thaw=['t'], timeout=9,
                           remote=dict(host='10.0.2.1', user='root', port=2200, options=['-o', 'X=y']))
     assert out[1] == dict(rbd_group='db', freeze=['f'])

@@ -362,3 +362,18 @@ def test_from_params_children_follow_parallel():
     assert L.LibRbd.from_params(dict(parallel=2)).children == 2
     assert L.LibRbd.from_params(dict()).children == 4
     assert isinstance(L.client(dict(), prefer_librbd=False), Rbd)
+
+
+@pytest.mark.parametrize('helpers', [True, False])
+def test_remote_helpers_off_means_the_cli_from_the_start(helpers):
+    """remote.helpers=false: the other host's calls go to the rbd CLI without trying (or warning about) a
+    helper; true (the default): through LibRbd, whose children start there."""
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils import _remote
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd
+    params = dict(timeout=5, remote=dict(host='h', user=None, port=None, key=None, options=[], cipher=None,
+                                         helpers=helpers, ceph=dict(user='backup-ro')))
+    with _remote.Remote(params) as remote:
+        assert isinstance(remote.rbd, L.LibRbd) is helpers and isinstance(remote.rbd, Rbd)
+        assert remote.rbd.runner is remote.runner and '--id' in remote.rbd.argv('ls')
+        if helpers:
+            assert remote.rbd.child_argv is not None
