@@ -8,6 +8,9 @@ import os
 import random
 import stat
 import struct
+import sys
+import threading
+import time
 
 import pytest
 
@@ -377,3 +380,46 @@ def test_extents_digest_is_sha256_of_the_compact_json_list():
     canon = _json.dumps([[o, l, x] for o, l, x in sorted(extents)], separators=(',', ':'))
     assert V.extents_digest(extents) == hashlib.sha256(canon.encode()).hexdigest()
     assert V.extents_digest([]) == hashlib.sha256(b'[]').hexdigest()
+
+
+# -- _stream_export: a thread reads ahead of the hash -------------------------------------------------------
+
+class _Exporter:
+    """An 'rbd' whose export is a Python child writing ``size`` seeded bytes (then ``rc``, ``stderr``)."""
+    timeout = 30
+
+    def __init__(self, size, rc=0, stderr='', seed=7):
+        self.script = ('import os, random, sys\n'
+                       'r = random.Random(%d); left = %d\n'
+                       'while left > 0:\n'
+                       '    n = min(left, 300000); sys.stdout.buffer.write(r.randbytes(n)); left -= n\n'
+                       'sys.stdout.flush(); sys.stderr.write(%r); sys.exit(%d)\n' % (seed, size, stderr, rc))
+
+    def argv(self, *_args):
+        return [sys.executable, '-c', self.script]
+
+
+def test_stream_export_yields_every_byte_in_order_through_the_read_ahead():
+    size = 5 * (1 << 20) + 12345
+    r, expected = random.Random(7), b''
+    while len(expected) < size:                      # as the child writes them
+        expected += r.randbytes(min(size - len(expected), 300000))
+    got = b''.join(V._stream_export(_Exporter(size), 'p', None, 'img', 's', prefetch=2))
+    assert len(got) == size and got == expected
+
+
+def test_stream_export_failure_names_the_command_and_its_stderr():
+    with pytest.raises(RbdError) as e:
+        list(V._stream_export(_Exporter(3 << 20, rc=5, stderr='rbd: error reading'), 'p', None, 'img', 's'))
+    assert 'rbd export failed' in str(e.value) and 'error reading' in str(e.value) and 'p/img@s' in str(e.value)
+
+
+def test_stream_export_closed_early_stops_the_child_and_the_reader():
+    before = threading.active_count()
+    gen = V._stream_export(_Exporter(64 << 20), 'p', None, 'img', 's', prefetch=1)
+    assert len(next(gen)) > 0
+    gen.close()                                    # the caller gave up (a mismatch, a timeout)
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
