@@ -13,6 +13,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fcntl
 import os
 import shlex
 import signal
@@ -51,6 +52,18 @@ class CommandError(Exception):
 
     def as_dict(self):
         return dict(msg=str(self), cmd=self.cmd, rc=self.rc, stderr=self.stderr)
+
+
+F_SETPIPE_SZ = 1031      # Linux (fcntl has no name for it before Python 3.10)
+
+
+def grow_pipe(fd: int, size: int = 1 << 20) -> None:
+    """Make the pipe ``fd`` hold ``size`` bytes (64 KiB by default: a writer and its reader take turns);
+    where the system refuses, the pipe stays as it is."""
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except OSError:
+        pass
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import fcntl
 import os
 import select
 import struct
@@ -23,14 +22,13 @@ import subprocess
 import time
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
-    CommandError, exited, first_failure, kill_all, quote, start_chain, wait_stages,
+    CommandError, exited, first_failure, grow_pipe, kill_all, quote, start_chain, wait_stages,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher, ExtentsHasher
 
 BANNER_V1 = b'rbd diff v1\n'
 CHUNK = 1 << 20
 MAX_NAME = 4096
-F_SETPIPE_SZ = 1031
 
 
 class StreamError(CommandError):
@@ -188,13 +186,6 @@ def remote_pipeline(commands):
     return 'bash -o pipefail -c %s' % quote([' | '.join(parts)])
 
 
-def _grow_pipe(fd):
-    try:
-        fcntl.fcntl(fd, F_SETPIPE_SZ, CHUNK)
-    except OSError:
-        pass
-
-
 class _Pump:
     """Copies ``src_fd`` to ``dst_fd`` chunk by chunk through the stream parser (nothing buffered beyond one
     chunk), with an inactivity timeout, an optional bandwidth limit and progress callbacks."""
@@ -207,7 +198,7 @@ class _Pump:
         self.eof = False
         self.t0 = self.last_activity = self.last_progress = time.monotonic()
         for fd in (src_fd, dst_fd):
-            _grow_pipe(fd)
+            grow_pipe(fd, CHUNK)
             os.set_blocking(fd, False)
 
     def _read(self, now):

@@ -25,7 +25,6 @@ streaming ``rbd export`` and hashing the ranges.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import fcntl
 import hashlib
 import queue
 import struct
@@ -34,6 +33,7 @@ import threading
 import time
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _worker
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import grow_pipe
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     RbdError, image_args, image_label,
 )
@@ -241,7 +241,6 @@ def _export_argv(rbd, pool, namespace, image, snap):
 # of taking turns through a 64 KiB pipe. 6 MiB in flight at most (P4 bounds the module's memory).
 EXPORT_CHUNK = 1 << 20
 PREFETCH = 4
-F_SETPIPE_SZ = 1031
 
 
 def _stream_export(rbd, pool, namespace, image, snap, prefetch=PREFETCH):
@@ -249,10 +248,7 @@ def _stream_export(rbd, pool, namespace, image, snap, prefetch=PREFETCH):
     most ``prefetch`` chunks of EXPORT_CHUNK, through a 1 MiB pipe) while the caller hashes what it was given."""
     argv = _export_argv(rbd, pool, namespace, image, snap)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
-    except OSError:
-        pass
+    grow_pipe(proc.stdout.fileno())
     chunks = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 

@@ -542,3 +542,17 @@ def test_stream_extents_digest_is_the_extents_digest_of_the_records():
     plain = DiffStreamStats(digest='none')
     plain.feed(data)
     assert plain.stream_digest() is None
+
+
+def test_grow_pipe_grows_a_pipe_and_leaves_other_files_alone(tmp_path):
+    import fcntl
+    from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import grow_pipe
+    r, w = os.pipe()
+    try:
+        grow_pipe(w, 1 << 20)
+        assert fcntl.fcntl(r, 1032) == 1 << 20          # F_GETPIPE_SZ
+    finally:
+        os.close(r)
+        os.close(w)
+    with open(tmp_path / 'f', 'wb') as f:
+        grow_pipe(f.fileno())                            # not a pipe: refused, nothing raised
