@@ -157,6 +157,7 @@ def push_result(all_runs: List[dict], count: int, setup: float) -> dict:
 
 K1_VARS = dict(rbd_replicate_retention_dest=dict(last=2))
 
+
 def case_k1(b: Bench) -> Dict[str, dict]:
     """--k1-images (1,000; --quick 200) unchanged images of 1 MiB, replicated once by the bench: per run a full
     nightly role run with the role's defaults (snapshot, transfer, verify data, prune both sides) but for the
