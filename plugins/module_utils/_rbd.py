@@ -166,6 +166,9 @@ class Rbd:
         return cls(timeout=timeout if timeout is not None else params.get('timeout', 300),
                    runner=runner, **client_options(params.get('ceph')))
 
+    def close(self):
+        """Nothing to release: each call is its own process (LibRbd's children are not)."""
+
     def argv(self, *args):
         return [self.binary] + self.global_args + list(args)
 

@@ -128,8 +128,7 @@ class Remote:
     def close(self):
         """Let the helpers leave, stop the multiplexing master, if one was started (its output must not reach
         stdout)."""
-        if isinstance(self.rbd, LibRbd):
-            self.rbd.close()
+        self.rbd.close()
         if os.path.exists(self.control_path):
             subprocess.call(['ssh', '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit', self.host],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -377,3 +377,4 @@ def test_remote_helpers_off_means_the_cli_from_the_start(helpers):
         assert remote.rbd.runner is remote.runner and '--id' in remote.rbd.argv('ls')
         if helpers:
             assert remote.rbd.child_argv is not None
+    remote.rbd.close()                           # closing twice (the with block did once) is harmless
