@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: rbd_diff_transfer
-short_description: Bring destination RBD images up to a source snapshot with export-diff/import-diff over ssh
+short_description: Bring destination RBD images up to a source snapshot with export-diff/import-diff (ssh or local pipe)
 version_added: 1.0.0
 description:
   - For every listed image, picks the base - the newest snapshot with O(prefix) that exists on both sides
