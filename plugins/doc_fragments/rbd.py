@@ -141,6 +141,7 @@ options:
           - V(false) uses the rbd CLI from the start, without trying a helper and without the warning.
         type: bool
         default: true
+        version_added: 1.1.0
       ceph:
         description: The Ceph cluster of the other side, as it is named on the other host (the keys of O(ceph)).
         type: dict

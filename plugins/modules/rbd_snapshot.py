@@ -216,6 +216,7 @@ images:
           what M(ceph_rbd.backup.rbd_diff_transfer) creates the destination image with, without asking again.
       type: int
       returned: success, with O(state=present), when RV(images[].previous) is null
+      version_added: 1.1.0
     consistency:
       description:
         - With O(groups), for an image of a group - V(frozen) (the freeze hook succeeded), V(crash-consistent) (it
