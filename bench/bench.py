@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """``python bench/bench.py [options]`` (``make bench``): runs the bench package, see bench/README.md.
 
 Run as a script, Python puts bench/ itself first on sys.path; the package is imported from the repository
