@@ -6,17 +6,21 @@
 #                 .build/sanity/ansible_collections/ceph_rbd/backup (ansible-test refuses a symlinked root)
 #   ansible-lint  ansible-lint --profile production over the whole collection (config: .ansible-lint)
 #   docs          ansible-doc renders every module, filter and role of the collection, with nothing on stderr
-#   build         ansible-galaxy collection build; checks the tarball's file list and size; installs it into
+#   build         ansible-galaxy collection build; checks the tarball's file list (no bench/, scripts/, Makefile,
+#                 caches, virtualenvs, build output: scripts/check_release.py tarball) and size; installs it into
 #                 a temporary path and runs ansible-doc and a playbook syntax check from the installed copy
 #   changelog     antsibull-changelog lint and lint-changelog-yaml; a consistent release: no breaking changes,
 #                 deprecations, removals or bugfixes before the first release, no fragments pending for a
 #                 released version, CHANGELOG.rst/.md generated from changelogs/changelog.yaml
+#   version       one version (scripts/check_release.py versions): galaxy.yml's against the changelog (the last
+#                 release, or the next one its pending fragments call for), CHANGELOG.md/.rst, the README's
+#                 install lines and EE image tag, the EE definition's collection entry, every version_added
 #   galaxy-importer  galaxy-importer (what Galaxy runs on upload; no ansible-test, no container) on the built
 #                 tarball: fails on an import error, an unaccepted WARNING/ERROR, a plugin or role without docs
 #   docs-lint     antsibull-docs lint-collection-docs --plugin-docs on the collection with its guides
 #                 (scripts/docs.sh --stage): schema, markup and references of every plugin, the role, extra docs
 #
-# Usage: scripts/lint.sh [GATE...]   (default: all seven, in that order). Logs: .build/lint/GATE.log
+# Usage: scripts/lint.sh [GATE...]   (default: all eight, in that order). Logs: .build/lint/GATE.log
 #
 # Needs the .venv made by scripts/bootstrap.sh (with ansible-lint) and PyPI for ansible-test's per-test
 # virtualenvs (cached in ~/.ansible/test/venv after the first run), and for the tools of the last three gates:
@@ -276,10 +280,12 @@ build_and_install() {
   listing=$(tar -tzf "$tarball")
   echo "$tarball: $size bytes, $(wc -l <<<"$listing") entries"
   echo "$listing"
-  bad=$(grep -E '(^|/)(\.venv|\.build|\.git|\.pytest_cache|__pycache__|\.ansible|\.cache)(/|$)|^tests/output(/|$)|^bench/results(/|$)|\.(pyc|tar\.gz|retry)$' <<<"$listing")
-  if [[ -n $bad ]]; then
-    echo "the tarball holds files that build_ignore in galaxy.yml should keep out:"; echo "$bad"; return 1
+  # What must not ship (the repository's tools, caches, virtualenvs, build output): the rules and their reasons
+  # are TARBALL_FORBIDDEN in scripts/check_release.py, tested in tests/unit/scripts/.
+  if ! bad=$(python scripts/check_release.py tarball <<<"$listing"); then
+    echo "$bad"; echo "the tarball holds files that build_ignore in galaxy.yml should keep out (above)"; return 1
   fi
+  echo "$bad"
   for f in MANIFEST.json FILES.json LICENSE meta/runtime.yml playbooks/replicate.yml \
            roles/rbd_replicate/meta/argument_specs.yml plugins/filter/replication.py; do
     grep -qx "$f" <<<"$listing" || { echo "the tarball lacks $f"; return 1; }
@@ -387,6 +393,23 @@ check_changelog_generated() {
   rm -rf "$tmp"
   ((rc == 0)) && echo "CHANGELOG.rst and CHANGELOG.md match changelogs/changelog.yaml"
   return $rc
+}
+
+# ---------------------------------------------------------------------------------------------- version
+# One version: galaxy.yml, the changelog, the README and the EE example agree. The rule (G = galaxy.yml's version,
+# L = the newest release in changelogs/changelog.yaml; the docstring of scripts/check_release.py has it in full):
+#   * no fragment pending (trivial ones aside): G == L - the tree is that release;
+#   * fragments pending: G is not released and is the release right after L that they call for - next major for
+#     breaking_changes/removed_features, next minor (or major) for major_changes/minor_changes/deprecated_features,
+#     else next patch (or minor, or major); before the first release only G >= 1.0.0 (the gate changelog checks
+#     the fragments);
+#   * CHANGELOG.md's and CHANGELOG.rst's newest section is L;
+#   * README.md (and roles' README.md) give the collection G and only G - the tarball ceph_rbd-backup-G.tar.gz,
+#     ceph_rbd.backup:G, the EE image tag ceph-rbd-backup-ee:G - and README.md has an install line;
+#   * meta/execution-environment.yml installs this collection, at G if it names a version;
+#   * every version_added under plugins/ and roles/ is a released version or G.
+gate_version() {
+  python scripts/check_release.py versions .
 }
 
 # ------------------------------------------------------------------------------------------ galaxy-importer
@@ -544,7 +567,7 @@ gate_docs_lint() {
 
 # ---------------------------------------------------------------------------------------------- main
 gates=("$@")
-((${#gates[@]})) || gates=(sanity ansible-lint docs build changelog galaxy-importer docs-lint)
+((${#gates[@]})) || gates=(sanity ansible-lint docs build changelog version galaxy-importer docs-lint)
 start=$(date +%s)
 for g in "${gates[@]}"; do
   case $g in
@@ -553,9 +576,10 @@ for g in "${gates[@]}"; do
     docs) run_gate docs gate_docs ;;
     build) run_gate build gate_build ;;
     changelog) run_gate changelog gate_changelog ;;
+    version) run_gate version gate_version ;;
     galaxy-importer) run_gate galaxy-importer gate_galaxy_importer ;;
     docs-lint) run_gate docs-lint gate_docs_lint ;;
-    *) echo "unknown gate $g (sanity, ansible-lint, docs, build, changelog, galaxy-importer, docs-lint)"; exit 2 ;;
+    *) echo "unknown gate $g (sanity, ansible-lint, docs, build, changelog, version, galaxy-importer, docs-lint)"; exit 2 ;;
   esac
 done
 log ""
