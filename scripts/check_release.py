@@ -105,9 +105,10 @@ def galaxy_changelog_errors(galaxy, released, pending):
     last = max(rels)
     if not pending:
         if g != last:
+            last_text = show(last)
             return ['galaxy.yml says %s, but the last release in changelogs/changelog.yaml is %s and no fragment is '
-                    'pending for %s: set version %s, or add the fragments of %s' % (galaxy, show(last), galaxy,
-                                                                                  show(last), galaxy)]
+                    'pending for %s: set version %s, or add the fragments of %s'
+                    % (galaxy, last_text, galaxy, last_text, galaxy)]
         return []
     sections = sorted({s for secs in pending.values() for s in secs})
     if g in rels:
@@ -145,8 +146,8 @@ def readme_versions(name, text):
 def readme_errors(galaxy, found):
     """found: readme_versions() of every README; README.md must have an install line."""
     errors = ['%s: %s %s, but galaxy.yml says %s' % (where, kind, v, galaxy)
-              for where, kind, v, _ in found if v != galaxy]
-    if not any(install and where.startswith('README.md:') for where, _, _, install in found):
+              for where, kind, v, _install in found if v != galaxy]
+    if not any(install and where.startswith('README.md:') for where, _kind, _v, install in found):
         errors.append('README.md gives no install line with the version (ceph_rbd-backup-%s.tar.gz or '
                       'ceph_rbd.backup:%s)' % (galaxy, galaxy))
     return errors
@@ -260,10 +261,10 @@ def version_report(facts):
     lines = ['galaxy.yml %s; released: %s; fragments pending: %d' % (facts['galaxy'], ', '.join(facts['released'])
                                                                      or 'none', pending),
              'newest in ' + ', '.join('%s: %s' % (k, v or 'none') for k, v in sorted(facts['heads'].items())),
-             'README versions: ' + (', '.join('%s %s (%s)' % (kind, v, where) for where, kind, v, _ in facts['readme'])
-                                    or 'none'),
-             'version_added values: %s (%d)' % (', '.join(sorted({v for _, v in facts['version_added']})) or 'none',
-                                                len(facts['version_added']))]
+             'README versions: ' + (', '.join('%s %s (%s)' % (kind, v, where)
+                                              for where, kind, v, _install in facts['readme']) or 'none'),
+             'version_added values: %s (%d)' % (', '.join(sorted({v for _where, v in facts['version_added']}))
+                                                or 'none', len(facts['version_added']))]
     return lines, errors
 
 
