@@ -11,6 +11,14 @@
 #
 # Usage: testbed.sh up|down|status|env|osd-stop <cluster>|osd-start <cluster>
 # State lives in ${RBD_TESTBED_DIR:-/tmp/rbd-testbed}.
+#
+# A Ceph release per cluster (issue #19): SOURCE_RELEASE and BACKUP_RELEASE = pacific (default: this
+# machine's own Debian 12 packages), quincy, reef or squid. A cluster of another release runs its mon, osd
+# and the sshd of its hosts inside that release's root file system (tests/testbed/roots.sh makes it), so
+# what logs in over ssh there - the modules, rbd, python3-rbd, rbd-fuse - is that release's. A bed keeps
+# the releases it was made with ($DIR/<cluster>/release); `up` without the variables takes those.
+# RBD_TESTBED_NET (default 127.0.0) puts the hosts on NET.2-NET.5, so that beds of several release pairs
+# can run side by side, each in its own RBD_TESTBED_DIR. RBD_TESTBED_OSD_GB caps each OSD's sparse file.
 set -euo pipefail
 
 DIR_RAW="${RBD_TESTBED_DIR:-/tmp/rbd-testbed}"
@@ -22,6 +30,11 @@ DIR="${DIR%/}"
 [ -n "$DIR" ] || { echo "testbed: refusing to use / as state dir" >&2; exit 2; }
 
 CLUSTERS=(source backup)
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOTS_SH="$REPO/tests/testbed/roots.sh"
+NET="${RBD_TESTBED_NET:-$(cat "$DIR/net" 2>/dev/null || true)}"
+NET="${NET:-127.0.0}"
+[[ "$NET" =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "testbed: RBD_TESTBED_NET must be 127.X.Y (loopback), not '$NET'" >&2; exit 2; }
 # sshd endpoints ("hosts"): one per cluster, plus a second host of each cluster for the tests of several
 # hosts sharing a pool (issue #11); the second hosts are not in the generated inventory.
 SSH_HOSTS=(source backup source2 backup2)
@@ -55,12 +68,52 @@ die() { log "ERROR: $*"; exit 1; }
 
 cluster_ip() {
   case "$1" in
-    source) echo 127.0.0.2 ;;
-    backup) echo 127.0.0.3 ;;
-    source2) echo 127.0.0.4 ;;
-    backup2) echo 127.0.0.5 ;;
+    source) echo "$NET.2" ;;
+    backup) echo "$NET.3" ;;
+    source2) echo "$NET.4" ;;
+    backup2) echo "$NET.5" ;;
     *) die "unknown cluster or host '$1' (expected source, backup, source2 or backup2)" ;;
   esac
+}
+
+# The cluster a host belongs to.
+cluster_of() { case "$1" in source|source2) echo source ;; backup|backup2) echo backup ;; *) die "unknown host '$1'" ;; esac; }
+
+# The Ceph release of a cluster (or of a host's cluster): the environment's choice, else what the bed was
+# made with, else pacific.
+release_of() {
+  local c var rel
+  c="$(cluster_of "$1")"
+  var="${c^^}_RELEASE"
+  rel="${!var:-}"
+  [ -n "$rel" ] || rel="$(cat "$DIR/$c/release" 2>/dev/null || true)"
+  echo "${rel:-pacific}"
+}
+
+# Run a command with the Ceph release of cluster/host $1: pacific directly, any other inside its root, in
+# a mount namespace of its own where /proc, /sys, /dev, /tmp, /var/tmp, root's ~/.ssh (its key, for the
+# hop between hosts), the state dir and this checkout are the host's, at the same paths (not the rest of
+# root's home: its shell profile would bring this machine's Python onto the PATH) (the mounts vanish with the last process in it; a daemon keeps
+# its namespace). Usage: inroot <cluster|host> command args...
+inroot() {
+  local rel root home
+  rel="$(release_of "$1")"; shift
+  if [ "$rel" = pacific ]; then "$@"; return; fi
+  root="$(bash "$ROOTS_SH" path "$rel")"
+  [ -f "$root/.rbd-testbed-root" ] || die "no $rel root at $root (made by: $ROOTS_SH build $rel)"
+  home="$(root_home)"
+  unshare --mount --propagation private -- /bin/bash -c '
+    r=$1; shift; n=$1; shift
+    mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" && mount --rbind /dev "$r/dev" || exit 125
+    bound=()
+    for ((i = 0; i < n; i++)); do
+      p=$1; shift
+      for b in "${bound[@]}"; do [[ "$p/" == "$b/"* ]] && continue 2; done
+      mkdir -p "$r$p" && mount --rbind "$p" "$r$p" || exit 125
+      bound+=("$p")
+    done
+    exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C "$@"' \
+    inroot "$root" 6 /tmp /var/tmp "$home/.ssh" "$DIR" "$REPO" "$SSH_DIR" "$@"
 }
 
 cdir() { echo "$DIR/$1"; }
@@ -76,14 +129,14 @@ cephc() {
   local c="$1" t="$T_CEPH"; shift
   if [ "${1:-}" != "--" ]; then t="$1"; shift; fi
   shift
-  timeout -k 5 "$t" ceph --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin \
+  inroot "$c" timeout -k 5 "$t" ceph --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin \
     --connect-timeout "$t" "$@"
 }
 rbdc() {
   local c="$1" t="$T_CEPH"; shift
   if [ "${1:-}" != "--" ]; then t="$1"; shift; fi
   shift
-  timeout -k 5 "$t" rbd --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin "$@"
+  inroot "$c" timeout -k 5 "$t" rbd --conf "$(conf_of "$c")" --keyring "$(keyring_of "$c")" --id admin "$@"
 }
 
 # ---------------------------------------------------------------- processes
@@ -264,7 +317,7 @@ start_mon() {
   d="$(cdir "$c")"
   pid_from_file "$(mon_pidfile "$c")" >/dev/null && return 0
   log "$c: starting mon"
-  timeout 60 ceph-mon --conf "$d/ceph.conf" -i a </dev/null >>"$d/log/mon.a.stdout" 2>&1 \
+  inroot "$c" timeout 60 ceph-mon --conf "$d/ceph.conf" -i a </dev/null >>"$d/log/mon.a.stdout" 2>&1 \
     || { tail -n 30 "$d/log/mon.a.log" "$d/log/mon.a.stdout" >&2 2>/dev/null || true; die "$c: ceph-mon failed to start"; }
 }
 
@@ -273,7 +326,7 @@ start_osd() {
   d="$(cdir "$c")"
   pid_from_file "$(osd_pidfile "$c")" >/dev/null && return 0
   log "$c: starting osd"
-  timeout 120 ceph-osd --conf "$d/ceph.conf" -i 0 </dev/null >>"$d/log/osd.0.stdout" 2>&1 \
+  inroot "$c" timeout 120 ceph-osd --conf "$d/ceph.conf" -i 0 </dev/null >>"$d/log/osd.0.stdout" 2>&1 \
     || { tail -n 30 "$d/log/osd.0.log" "$d/log/osd.0.stdout" >&2 2>/dev/null || true; die "$c: ceph-osd failed to start"; }
 }
 
@@ -319,22 +372,23 @@ create_cluster() {
   d="$(cdir "$c")"; ip="$(cluster_ip "$c")"
   fsid="$(cat /proc/sys/kernel/random/uuid)"
   uuid="$(cat /proc/sys/kernel/random/uuid)"
-  log "$c: creating cluster (fsid $fsid) on $ip"
+  log "$c: creating cluster (fsid $fsid) on $ip, Ceph $(release_of "$c")"
   stop_cluster "$c"
   rm -rf "$d"
   mkdir -p "$d/run" "$d/log" "$d/mon/ceph-a" "$d/osd/ceph-0"
+  release_of "$c" >"$d/release"
   write_ceph_conf "$c" "$fsid"
 
   # keyrings
-  timeout 30 ceph-authtool --create-keyring "$d/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-  timeout 30 ceph-authtool --create-keyring "$d/ceph.client.admin.keyring" --gen-key -n client.admin \
+  inroot "$c" timeout 30 ceph-authtool --create-keyring "$d/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  inroot "$c" timeout 30 ceph-authtool --create-keyring "$d/ceph.client.admin.keyring" --gen-key -n client.admin \
     --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
-  timeout 30 ceph-authtool "$d/mon.keyring" --import-keyring "$d/ceph.client.admin.keyring" >/dev/null
+  inroot "$c" timeout 30 ceph-authtool "$d/mon.keyring" --import-keyring "$d/ceph.client.admin.keyring" >/dev/null
   chmod 600 "$d/mon.keyring" "$d/ceph.client.admin.keyring"
 
   # mon
-  timeout 30 monmaptool --create --fsid "$fsid" --addv a "[v2:$ip:3300,v1:$ip:6789]" "$d/monmap" >/dev/null
-  timeout 60 ceph-mon --conf "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/mon.keyring" \
+  inroot "$c" timeout 30 monmaptool --create --fsid "$fsid" --addv a "[v2:$ip:3300,v1:$ip:6789]" "$d/monmap" >/dev/null
+  inroot "$c" timeout 60 ceph-mon --conf "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/mon.keyring" \
     >>"$d/log/mon.a.stdout" 2>&1 || { tail -n 30 "$d/log/mon.a.log" "$d/log/mon.a.stdout" >&2 2>/dev/null || true; die "$c: mon mkfs failed"; }
   start_mon "$c"
   wait_mon "$c"
@@ -346,12 +400,12 @@ create_cluster() {
   local free_gb size_gb
   free_gb=$(( $(df -Pk "$d" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
   size_gb=$(( free_gb / 3 ))
-  (( size_gb > 100 )) && size_gb=100
+  (( size_gb > ${RBD_TESTBED_OSD_GB:-100} )) && size_gb=${RBD_TESTBED_OSD_GB:-100}
   (( size_gb < 8 )) && die "$c: only ${free_gb}G free under $d; the test bed needs at least 24G"
   log "$c: OSD on a ${size_gb}G sparse file (${free_gb}G free)"
   truncate -s "${size_gb}G" "$d/osd0.img"
   quiet cephc "$c" -- osd new "$uuid" 0
-  timeout 300 ceph-osd --conf "$d/ceph.conf" --no-mon-config --mkfs --mkkey -i 0 --osd-uuid "$uuid" \
+  inroot "$c" timeout 300 ceph-osd --conf "$d/ceph.conf" --no-mon-config --mkfs --mkkey -i 0 --osd-uuid "$uuid" \
     >>"$d/log/osd.0.stdout" 2>&1 || { tail -n 30 "$d/log/osd.0.log" "$d/log/osd.0.stdout" >&2 2>/dev/null || true; die "$c: osd mkfs failed"; }
   quiet cephc "$c" -- auth add osd.0 osd 'allow *' mon 'allow profile osd' mgr 'allow profile osd' \
     -i "$d/osd/ceph-0/keyring"
@@ -437,7 +491,7 @@ start_sshd() {
     || ssh-keygen -q -t ed25519 -N '' -C "rbd-testbed-$h" -f "$SSH_DIR/ssh_host_ed25519_key-$h"
   write_sshd_conf "$h"
   log "ssh: starting sshd for host $h on $(cluster_ip "$h"):$SSH_PORT"
-  timeout 30 /usr/sbin/sshd -f "$SSH_DIR/sshd-$h.conf" -E "$SSH_DIR/sshd-$h.log" </dev/null \
+  inroot "$h" timeout 30 /usr/sbin/sshd -f "$SSH_DIR/sshd-$h.conf" -E "$SSH_DIR/sshd-$h.log" </dev/null \
     || { tail -n 20 "$SSH_DIR/sshd-$h.log" >&2 2>/dev/null || true; die "sshd for $h failed to start"; }
 }
 
@@ -530,6 +584,10 @@ EOF
     printf 'export DST_HOST=%q\n' "$(cluster_ip backup)"
     printf 'export SSH_PORT=%q\n' "$SSH_PORT"
     printf 'export INVENTORY=%q\n' "$INVENTORY"
+    printf 'export SOURCE_RELEASE=%q\n' "$(release_of source)"
+    printf 'export BACKUP_RELEASE=%q\n' "$(release_of backup)"
+    printf 'export SRC2_HOST=%q\n' "$(cluster_ip source2)"
+    printf 'export DST2_HOST=%q\n' "$(cluster_ip backup2)"
   } >"$tmp"
   mv "$tmp" "$ENV_FILE"
 }
@@ -558,8 +616,22 @@ healthy() {
   done
 }
 
+# A bed made with other releases than the environment asks for is not silently reused.
+check_releases() {
+  local c var want have
+  for c in "${CLUSTERS[@]}"; do
+    var="${c^^}_RELEASE"; want="${!var:-}"
+    have="$(cat "$DIR/$c/release" 2>/dev/null || true)"
+    [ -n "$want" ] && [ -f "$DIR/$c/$READY_MARKER" ] && [ "$want" != "${have:-pacific}" ] \
+      && die "$c cluster in $DIR runs ${have:-pacific}, not $want: '$0 down' first (or another RBD_TESTBED_DIR)"
+    bash "$ROOTS_SH" path "$(release_of "$c")" >/dev/null || die "$var: unknown release"
+  done
+  return 0
+}
+
 cmd_up() {
   require_root
+  check_releases
   local start=$SECONDS pids=() c p rc=0
   if healthy; then
     write_inventory
@@ -567,10 +639,13 @@ cmd_up() {
     return 0
   fi
   ensure_packages
+  check_releases
+  for c in "${CLUSTERS[@]}"; do bash "$ROOTS_SH" build "$(release_of "$c")" >/dev/null; done
   mkdir -p "$DIR"
   # if we are interrupted, do not leave the parallel set-up jobs running
   trap 'trap - INT TERM; [ "${#pids[@]}" -eq 0 ] || kill "${pids[@]}" 2>/dev/null; exit 130' INT TERM
   touch "$DIR/$BED_MARKER"
+  echo "$NET" >"$DIR/net"
   for c in "${CLUSTERS[@]}"; do
     up_cluster "$c" &
     pids+=("$!")
@@ -618,6 +693,7 @@ cmd_status() {
     echo "$c mon.a: $st"
     if p="$(pid_from_file "$(osd_pidfile "$c")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
     echo "$c osd.0: $st"
+    echo "$c release: $(release_of "$c")"
   done
   for h in "${SSH_HOSTS[@]}"; do
     if p="$(pid_from_file "$(sshd_pidfile "$h")")"; then st="up (pid $p)"; else st="DOWN"; bad=1; fi
