@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,16 @@ class Bed:
         assert bool(result.get('failed')) == expect_failed, json.dumps(result, indent=1)[-6000:]
         return result
 
+    def host_sh(self, host, *argv, timeout=120):
+        """Run argv on a bed host over ssh (in its mount namespace and with its release's tools: a host of a
+        newer release lives in a root of its own, tests/testbed/testbed.sh) and return its stdout."""
+        addr = self.env['SRC_HOST' if host == 'source' else 'DST_HOST']
+        proc = subprocess.run(['ssh', '-p', self.env.get('SSH_PORT', '2222'), '-o', 'BatchMode=yes',
+                               '-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % self.dir, 'root@' + addr,
+                               shlex.join(argv)], capture_output=True, text=True, timeout=timeout, check=False)
+        assert proc.returncode == 0, '%s on %s: rc=%s %s' % (shlex.join(argv), host, proc.returncode, proc.stderr)
+        return proc.stdout
+
     def src_module(self, name, args, **kw):
         args = dict(args)
         args.setdefault('ceph', self.src.ceph_args())
@@ -199,14 +210,14 @@ class Bed:
 
     def pull_args(self):
         """The rbd_diff_transfer connection options for pull mode (runs on backup, reads source)."""
-        return dict(remote=dict(host='127.0.0.2', port=int(self.env.get('SSH_PORT', 2222)), user='root',
+        return dict(remote=dict(host=self.env['SRC_HOST'], port=int(self.env.get('SSH_PORT', 2222)), user='root',
                                 options=['-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % self.dir,
                                          '-o', 'StrictHostKeyChecking=yes'],
                                 ceph=self.src.ceph_args()))
 
     def push_args(self):
         args = self.pull_args()
-        args['remote'].update(host='127.0.0.3', ceph=self.dst.ceph_args())
+        args['remote'].update(host=self.env['DST_HOST'], ceph=self.dst.ceph_args())
         args['mode'] = 'push'
         return args
 

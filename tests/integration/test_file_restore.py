@@ -93,11 +93,12 @@ def write_changed(bed, pool, image, data, previous):
         bed.src.write(pool, image, off, chunk)
 
 
-def leftovers(tmpdir):
-    """Anything of a file restore still there: loop devices, mounts, work directories."""
-    loops = json.loads(sh('losetup', '--list', '--json', '--output', 'NAME,BACK-FILE') or '{}').get('loopdevices', [])
-    with open('/proc/mounts') as f:
-        mounts = [line.split()[1] for line in f if 'rbd-file-restore.' in line.split()[1]]
+def leftovers(bed, tmpdir):
+    """Anything of a file restore still there on the backup host: loop devices, mounts, work directories."""
+    loops = json.loads(bed.host_sh('backup', 'losetup', '--list', '--json', '--output', 'NAME,BACK-FILE')
+                       or '{}').get('loopdevices', [])
+    mounts = [line.split()[1] for line in bed.host_sh('backup', 'cat', '/proc/mounts').splitlines()
+              if 'rbd-file-restore.' in line.split()[1]]
     return dict(loops=[d for d in loops if 'rbd-file-restore.' in (d.get('back-file') or '')],
                 mounts=mounts, dirs=glob.glob(os.path.join(tmpdir, 'rbd-file-restore.*')))
 
@@ -149,7 +150,7 @@ def test_a_file_comes_back_as_it_was_on_night_2(bed, pools):
             st = os.lstat(os.path.join(dest, path))
             assert st.st_mode & 0o7777 == mode, (image, path, oct(st.st_mode))
             assert int(st.st_mtime) == 1700000000 + 2 * 86400, (image, path)
-        assert leftovers(tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(tmpdir)
+        assert leftovers(bed, tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(bed, tmpdir)
 
     # check mode: reports the snapshot it would export, exports, mounts and writes nothing
     out = bed.playbook('-v', extra=dict(rbd_restore_pool=pools, rbd_restore_image='vm-ext4', rbd_restore_paths=['notes.txt'],
@@ -158,7 +159,7 @@ def test_a_file_comes_back_as_it_was_on_night_2(bed, pools):
                        playbook='ceph_rbd.backup.restore_files', check=True)
     assert 'would export %s/vm-ext4@%s' % (pools, snaps['vm-ext4'][2]) in out, out[-3000:]
     assert not os.path.exists(os.path.join(tmpdir, 'out-check'))
-    assert leftovers(tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(tmpdir)
+    assert leftovers(bed, tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(bed, tmpdir)
 
     # the newest night, to another host (through the controller): gone.txt is gone, notes.txt is night 3's
     files3, _links = night_files('%s-vm-xfs' % pools, 3)
@@ -170,7 +171,7 @@ def test_a_file_comes_back_as_it_was_on_night_2(bed, pools):
     assert os.stat(os.path.join(dest, 'notes.txt')).st_mode & 0o7777 == MODES[3]
     out = restore_files(bed, pools, 'vm-xfs', tmpdir, dest + '-2', ['gone.txt'], expect_rc=2)
     assert 'gone.txt: no such file or directory in the file system' in out, out[-3000:]
-    assert leftovers(tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(tmpdir)
+    assert leftovers(bed, tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(bed, tmpdir)
 
     # injected failures: an escape by "..", a symlink that points out of the file system, a file already there
     out = restore_files(bed, pools, 'vm-ext4', tmpdir, dest + '-3', ['docs/../../etc/passwd'], expect_rc=2)
@@ -180,7 +181,7 @@ def test_a_file_comes_back_as_it_was_on_night_2(bed, pools):
     out = restore_files(bed, pools, 'vm-ext4', tmpdir, os.path.join(tmpdir, 'out-vm-ext4'), ['notes.txt'],
                         rbd_restore_snapshot=snaps['vm-ext4'][1], expect_rc=2)
     assert 'already present in' in out and 'overwrite=true' in out, out[-3000:]
-    assert leftovers(tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(tmpdir)
+    assert leftovers(bed, tmpdir) == dict(loops=[], mounts=[], dirs=[]), leftovers(bed, tmpdir)
     # nothing was written to the backup: its snapshots and head are what the replication left
     assert dict((image, bed.dst.snaps(pools, image)) for image in layouts) == snaps
     sh('rm', '-rf', tmpdir)
@@ -194,13 +195,15 @@ def test_cleanup_after_a_killed_run(bed, tmp_path):
     img = os.path.join(workdir, 'image.raw')
     with open(img, 'wb') as f:
         f.truncate(16 * MiB)
-    sh('mkfs.ext4', '-q', '-F', img)
-    dev = sh('losetup', '--read-only', '--find', '--show', img).strip()
-    sh('mount', '-o', 'ro,noload', dev, os.path.join(workdir, 'mnt', 'p1'))
+    # on the backup host, where the killed run would have left them (its own mount namespace on a bed host of
+    # a newer release)
+    bed.host_sh('backup', 'mkfs.ext4', '-q', '-F', img)
+    dev = bed.host_sh('backup', 'losetup', '--read-only', '--find', '--show', img).strip()
+    bed.host_sh('backup', 'mount', '-o', 'ro,noload', dev, os.path.join(workdir, 'mnt', 'p1'))
     r = bed.dst_module('rbd_file_restore', dict(workdir=workdir, state='absent'))
     assert 'umount %s/mnt/p1' % workdir in r['teardown'] and 'losetup --detach %s' % dev in r['teardown']
     assert not os.path.exists(workdir)
-    assert leftovers(str(tmp_path)) == dict(loops=[], mounts=[], dirs=[])
+    assert leftovers(bed, str(tmp_path)) == dict(loops=[], mounts=[], dirs=[])
     # a directory that is not a work directory is refused, never removed
     r = bed.dst_module('rbd_file_restore', dict(workdir=str(tmp_path), state='absent'), expect_failed=True)
     assert 'must start with' in r['msg'] and os.path.isdir(str(tmp_path))

@@ -62,7 +62,7 @@ def test_pull_with_read_only_user_and_forced_command(bed, pools):
     assert bed.src.export_sha(pools, 'vm', 'backup-b') == bed.dst.export_sha(pools, 'vm', 'backup-b')
 
     ssh = ['ssh', '-p', '2222', '-i', key, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
-           '-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % bed.dir, 'root@127.0.0.2']
+           '-o', 'UserKnownHostsFile=%s/ssh/known_hosts' % bed.dir, 'root@' + bed.env['SRC_HOST']]
     # the forced command refuses anything else ...
     refused = subprocess.run(ssh + ['rbd --conf %s --id backup-ro --keyring %s snap rm --pool %s --image vm '
                                     '--snap backup-a' % (bed.src.conf, keyring, pools)],

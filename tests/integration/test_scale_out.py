@@ -1,6 +1,6 @@
 """Several hosts share one pool (issue #11): two source hosts and two backup hosts on the real clusters.
 
-The test bed runs a second sshd for each cluster (source2 on 127.0.0.4, backup2 on 127.0.0.5); this file
+The test bed runs a second sshd for each cluster (source2 on NET.4, backup2 on NET.5: SRC2_HOST, DST2_HOST); this file
 writes its own inventory with them. Runs go through ansible-runner, as AWX runs them, so the per-image
 results (which host carried which image) come from the set_stats artifact.
 """
@@ -20,14 +20,14 @@ N_IMAGES = 40
 SEND_TASK = 'Send what changed'
 
 
-def _inventory(bed, tmp_path, name, source2='127.0.0.4'):
+def _inventory(bed, tmp_path, name, source2=None):
     """The test bed's inventory plus a second source host and a second backup host (both backups serve the
     backup cluster; rbd_replicate_dest_host names the group)."""
     with open(bed.inventory) as f:
         inv = yaml.safe_load(f)
     children = inv['all']['children']
-    children['ceph_source']['hosts']['source2'] = dict(ansible_host=source2)
-    children['ceph_backup']['hosts']['backup2'] = dict(ansible_host='127.0.0.5')
+    children['ceph_source']['hosts']['source2'] = dict(ansible_host=source2 or bed.env['SRC2_HOST'])
+    children['ceph_backup']['hosts']['backup2'] = dict(ansible_host=bed.env['DST2_HOST'])
     children['ceph_source']['vars']['rbd_replicate_dest_host'] = 'ceph_backup'
     path = tmp_path / name
     path.write_text(yaml.safe_dump(inv))
@@ -96,7 +96,7 @@ def test_two_source_and_two_backup_hosts_share_a_pool(bed, pools, tmp_path):
     assert all(8 <= len(s) <= 32 for s in shares.values()), shares
     assert all(t['failed'] == 0 and t['orphaned'] == [] for t in summary.values()), summary
     # the streams went through both backup hosts
-    assert sorted(_transfer_hosts(events).values()) == ['127.0.0.3', '127.0.0.5']
+    assert sorted(_transfer_hosts(events).values()) == sorted([bed.env['DST_HOST'], bed.env['DST2_HOST']])
     # one run: every host joined the same lock with the same run id (nobody was refused), and released it
     cookies = {e['event_data']['res']['cookie'] for e in events
                if e['event'] == 'runner_on_ok' and e['event_data'].get('task', '').startswith('Take the replication lock')}
@@ -198,7 +198,7 @@ def test_adding_a_third_host_moves_about_a_third_of_the_images(bed, pools, tmp_p
     with open(two) as f:
         inv = yaml.safe_load(f)
     three = copy.deepcopy(inv)
-    three['all']['children']['ceph_source']['hosts']['source3'] = dict(ansible_host='127.0.0.4')
+    three['all']['children']['ceph_source']['hosts']['source3'] = dict(ansible_host=bed.env['SRC2_HOST'])
     path = tmp_path / 'three.yml'
     path.write_text(yaml.safe_dump(three))
     r, _events, summary = _run(bed, tmp_path, str(path), role_vars(pools), 'three')
