@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export RBD_TESTBED_DIR ?= /tmp/rbd-testbed
 TESTBED := tests/testbed/testbed.sh
 
-.PHONY: deps test unit integration demo bench soak lint matrix ee docs testbed-up testbed-down clean
+.PHONY: deps test unit integration demo bench soak lint matrix ceph-matrix ee docs testbed-up testbed-down clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -52,6 +52,11 @@ lint: deps
 # (tests/matrix/README.md).
 matrix: testbed-up
 	bash tests/matrix/run.sh
+
+# Ceph releases (issue #19): per source->backup release pair (squid, reef, pacific) a bed of its own and the
+# end-to-end scenario on it, and a 5-night soak on squid->reef (tests/ceph_matrix/run.sh; CEPH_PAIRS=...).
+ceph-matrix: deps
+	bash tests/ceph_matrix/run.sh
 
 # The execution environment definition: ansible-builder create and introspect (no image build).
 ee: deps
