@@ -40,6 +40,7 @@ options:
         passed to librados as C(rados_osd_op_timeout), C(rados_mon_op_timeout) and C(client_mount_timeout),
         so a dead OSD or monitor gives an error instead of a hang.
       - For streams it bounds the time without any data moving, not the whole transfer.
+      - From 1 to 86400 (a day); anything else fails the module before it does anything.
     type: int
     default: 300
 requirements:
@@ -66,6 +67,7 @@ options:
       - How many images are worked on at the same time.
       - Snapshot creation and removal wait about a second for a monitor commit, and commits batch,
         so concurrency is what makes hundreds of images fast.
+      - From 1 to 1024.
     type: int
     default: 8
   fail_on_image_error:
@@ -117,7 +119,7 @@ options:
         description: The user to log in as on the other host.
         type: str
       port:
-        description: The ssh port of the other host.
+        description: The ssh port of the other host, from 1 to 65535.
         type: int
       key:
         description: The private key to log in with (default - ssh's own default keys).

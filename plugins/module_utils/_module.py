@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._validate import range_problems
 
 IMAGES_ARGUMENT_SPEC = dict(
     parallel=dict(type='int', default=8),
@@ -35,6 +36,13 @@ def argument_spec(**specific: Any) -> Dict[str, Any]:
 def pool_argument_spec(**specific: Any) -> Dict[str, Any]:
     """The same for a module that works on the images of one pool (doc fragment rbd.POOL)."""
     return argument_spec(**dict(POOL_ARGUMENT_SPEC, **specific))
+
+
+def check_ranges(module):
+    """Fail, naming every option out of its range (``_validate``), before the module does anything."""
+    problems = range_problems(module.params)
+    if problems:
+        module.fail_json(msg='; '.join(problems))
 
 
 def image_items(module, key='images', fields=()):
@@ -62,8 +70,6 @@ def image_items(module, key='images', fields=()):
     dupes = sorted(set(n for n in names if names.count(n) > 1))
     if dupes:
         module.fail_json(msg='%s: images listed more than once: %s' % (key, ', '.join(dupes)))
-    if module.params.get('parallel') is not None and module.params['parallel'] < 1:
-        module.fail_json(msg='parallel must be at least 1, got %d' % module.params['parallel'])
     return items
 
 

@@ -130,6 +130,7 @@ options:
       - The zstd level. The default is zstd's own; compression is for links slower than the CPU, where
         fewer bytes win (measured on partly compressible data - level 1 sends 0.55 of it, level 3 0.51, and
         zstd -T0 at level 3 still compresses faster than a 1 Gbit/s link carries).
+      - From 1 to 19 (zstd's levels without C(--ultra)), also when O(compression=none).
     type: int
     default: 3
   max_streams:
@@ -139,6 +140,7 @@ options:
       - Streams of images of at most 64 MiB do not count here - they run as sessions of the multiplexed ssh
         connection the queries use (up to 8 at once), which saves the connection's start-up, most of the cost
         of a small image's first sync.
+      - From 1 to 64.
     type: int
     default: 4
   digest:
@@ -168,6 +170,7 @@ options:
       - An image that carries another run's import mark is touched only once nothing has written to it for a
         few seconds (no watcher in C(rbd status); a killed C(import-diff)'s watch ends within ~30 s). This is
         how long to wait for that before the image fails with a message naming that run.
+      - Seconds, from 0 to 3600.
     type: int
     default: 60
   run_lock:
@@ -189,7 +192,7 @@ options:
         type: str
         required: true
       ttl:
-        description: The lock's expiry after each renewal, in seconds.
+        description: The lock's expiry after each renewal, in seconds, from 1 to 604800 (a week).
         type: int
         default: 21600
       renew:
@@ -203,7 +206,9 @@ options:
             they go when it releases the lock.
         type: str
   bwlimit:
-    description: Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
+    description:
+      - Limit each stream to this many bytes per second (for example V(50M)); unlimited by default.
+      - At least 1 byte per second; V(0) is refused (leave it unset for no limit).
     type: str
 '''
 
@@ -341,10 +346,9 @@ import shutil
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, image_items, run_images,
+    argument_spec, check_ranges, finish, image_items, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CEPH_SPEC, client_options
@@ -354,6 +358,7 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._transfer import (
     Side, TransferOptions, hints_problem, transfer_image,
 )
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._validate import rate
 
 
 SPEC = dict(
@@ -406,10 +411,7 @@ def _check_inputs(module, p, items):
         module.fail_json(msg='compression=zstd needs the zstd CLI on this host (apt-get install zstd)')
     if not shutil.which('rbd'):
         module.fail_json(msg='the rbd CLI is not installed on this host (apt-get install ceph-common)')
-    try:
-        return human_to_bytes(p['bwlimit']) if p['bwlimit'] else None
-    except ValueError as e:
-        module.fail_json(msg='bwlimit: %s' % e)
+    return rate(p['bwlimit']) if p['bwlimit'] else None      # its range is checked first thing in main()
 
 
 def _sides(p, remote, local_rbd):
@@ -468,6 +470,7 @@ def _remote(p):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(**SPEC), supports_check_mode=True, required_if=REQUIRED_IF)
+    check_ranges(module)
     p = module.params
     items = image_items(module, fields=('dest_image', 'snapshot', 'source_snapshots', 'previous', 'unchanged',
                                         'object_size'))

@@ -114,7 +114,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _verify
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    finish, image_items, pool_argument_spec, run_images,
+    check_ranges, finish, image_items, pool_argument_spec, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import LibRbd, client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
@@ -145,6 +145,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    check_ranges(module)
     p = module.params
     items = image_items(module, fields=('snapshot', 'from_snapshot'))
     expected = None

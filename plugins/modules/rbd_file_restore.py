@@ -63,6 +63,7 @@ options:
     description:
       - The partition number to restore from (as in C(sfdisk); V(0) is a file system without a partition
         table). Default - the only supported file system, else the only one that holds every path in O(paths).
+      - From 0 to 256 (Linux's most partitions on a disk).
     type: int
   dest:
     description:
@@ -146,7 +147,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _filerestore as fr
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import image_name_problem
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import check_ranges, image_name_problem
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import CommandError, run
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     CLIENT_ARGUMENT_SPEC, Rbd, RbdError, image_args, image_label,
@@ -280,6 +281,7 @@ def copy_out(module, exposure, fs, requests):
 def main():
     module = AnsibleModule(argument_spec=SPEC, supports_check_mode=True,
                            required_if=[('state', 'restored', ('pool', 'image'))])
+    check_ranges(module)
     p = module.params
     requests = inputs(module)
     timeout = p['timeout']

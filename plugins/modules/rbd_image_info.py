@@ -76,7 +76,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    finish, pool_argument_spec, run_images, select_names,
+    check_ranges, finish, pool_argument_spec, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
@@ -93,6 +93,7 @@ SPEC = pool_argument_spec(
 
 def main():
     module = AnsibleModule(argument_spec=SPEC, supports_check_mode=True)
+    check_ranges(module)
     p = module.params
     rbd = librbd_client(p)
     try:

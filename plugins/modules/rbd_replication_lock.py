@@ -46,7 +46,9 @@ options:
     type: str
     aliases: [run]
   ttl:
-    description: Seconds after the last renewal after which the lock expires on its own (a killed run's lock).
+    description:
+      - Seconds after the last renewal after which the lock expires on its own (a killed run's lock).
+      - From 1 to 604800 (a week).
     type: int
     default: 21600
   break_lock:
@@ -121,6 +123,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import check_ranges
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import CLIENT_ARGUMENT_SPEC, Rbd, RbdError
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._runlock import (
     BREAK, JOIN, REFUSE, PoolMissing, RunLock, decide, describe, members, run_of,
@@ -150,9 +153,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, required_if=[('state', 'unlocked', ['cookie'])],
                            supports_check_mode=True)
+    check_ranges(module)
     p = module.params
-    if p['ttl'] < 1:
-        module.fail_json(msg='ttl must be at least 1 second, got %d' % p['ttl'])
     run = p['cookie'] or uuid.uuid4().hex
     lock = RunLock(Rbd.from_params(p), p['pool'])
     try:

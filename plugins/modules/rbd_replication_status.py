@@ -45,11 +45,13 @@ options:
     type: str
     default: backup-
   warn_age:
-    description: Age of the newest common snapshot above which an image is a warning (seconds, or like V(26h), V(2d)).
+    description:
+      - Age of the newest common snapshot above which an image is a warning (seconds, or like V(26h), V(2d)).
+      - At least 0.
     type: str
     default: 26h
   crit_age:
-    description: Age above which an image is critical.
+    description: Age above which an image is critical (seconds, or like V(50h)); at least 0.
     type: str
     default: 50h
   fail_on_critical:
@@ -119,7 +121,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _status
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    argument_spec, finish, run_images, select_names,
+    argument_spec, check_ranges, finish, run_images, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError
@@ -148,11 +150,9 @@ def main():
         **REMOTE_ARGUMENT_SPEC
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    check_ranges(module)
     p = module.params
-    try:
-        warn_age, crit_age = _status.parse_age(p['warn_age']), _status.parse_age(p['crit_age'])
-    except ValueError as e:
-        module.fail_json(msg='warn_age/crit_age must be seconds or like 26h, 2d: %s' % e)
+    warn_age, crit_age = _status.parse_age(p['warn_age']), _status.parse_age(p['crit_age'])   # checked above
     dest_pool, dest_ns = dest_of(p)
     now = utcnow()
     with Remote(p) as remote:

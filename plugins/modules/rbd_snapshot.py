@@ -116,7 +116,7 @@ options:
             description: The user to log in as.
             type: str
           port:
-            description: The ssh port.
+            description: The ssh port, from 1 to 65535.
             type: int
           key:
             description: The private key to log in with (default - ssh's own default keys).
@@ -127,7 +127,7 @@ options:
             elements: str
             default: []
       timeout:
-        description: Seconds after which a hook is killed (and counts as failed).
+        description: Seconds after which a hook is killed (and counts as failed), from 1 to 3600.
         type: int
         default: 30
       on_freeze_failure:
@@ -272,7 +272,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _hooks, _share, _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._parallel import run_all
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    finish, image_items, image_name_problem, pool_argument_spec, select_names,
+    check_ranges, finish, image_items, image_name_problem, pool_argument_spec, select_names,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import RbdError, image_label
@@ -288,8 +288,6 @@ def _listed_items(module, rbd, p):
         listed = rbd.list_images(p['pool'], p['namespace'])
     except RbdError as e:
         module.fail_json(**e.as_dict())
-    if p['parallel'] < 1:
-        module.fail_json(msg='parallel must be at least 1, got %d' % p['parallel'])
     return [dict(image=n) for n in select_names(listed, p['include'], p['exclude'])]
 
 
@@ -354,6 +352,7 @@ def main():
         mutually_exclusive=[('images', 'include')],
         supports_check_mode=True,
     )
+    check_ranges(module)
     p = module.params
     rbd = librbd_client(p)
     groups, listed = _groups(module, rbd, p)

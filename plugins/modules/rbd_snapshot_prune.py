@@ -104,7 +104,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _retention, _snapshots
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import (
-    finish, image_items, pool_argument_spec, run_images,
+    check_ranges, finish, image_items, pool_argument_spec, run_images,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import client as librbd_client
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import META_HOLD_PREFIX, RbdError, image_label
@@ -121,6 +121,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    check_ranges(module)
     p = module.params
     policy, problem = _retention.validate_policy(p['retention'])
     if problem:
