@@ -5,6 +5,11 @@
 
 - argv only, never a shell string (a remote shell gets one quoted word per argv element: :func:`quote`);
 - every process in a process group of its own, so a kill takes its children too (ssh's, bash's);
+- every process in the C locale (:func:`child_env`): the stderr texts the callers match (rbd's
+  ``No such file``, sfdisk's ``does not contain a recognized partition table``) are English whatever
+  the user's ``LANG``/``LC_*`` say;
+- :func:`run` for a command run to its end, :func:`start_chain` for a pipeline, :func:`spawn` for a
+  long-lived child the caller talks to (the librbd children, ``rbd export`` read by a thread);
 - an overall timeout (:func:`run`) or, for pipelines, an inactivity timeout (the caller's pump) and a bound
   on how long a stage may take to finish once its input ended (:func:`wait_stages`);
 - the exit code and the stderr tail of every stage, and one error family (:class:`CommandError`).
@@ -20,9 +25,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 STDERR_TAIL = 2000
+
+# the callers' stdin/stdout/stderr for :func:`spawn` (so that they need not import subprocess)
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+
+# The locale of every child.  LC_ALL wins over LANG and every LC_* variable, and in the C locale gettext
+# ignores LANGUAGE: rbd's strerror texts and util-linux's messages come out untranslated.
+CHILD_LOCALE = 'C'
 
 
 def quote(argv: Sequence[str]) -> str:
@@ -66,6 +79,32 @@ def grow_pipe(fd: int, size: int = 1 << 20) -> None:
         pass
 
 
+def child_env(base: Mapping[str, str]) -> Dict[str, str]:
+    """Pure: the environment of a child - every variable of ``base`` (the caller's env, or os.environ: a
+    librbd child needs its PYTHONPATH, PATH, CEPH_* ...) and LC_ALL=C over whatever locale it named."""
+    env = dict(base)
+    env['LC_ALL'] = CHILD_LOCALE
+    return env
+
+
+def spawn(argv: Sequence[str], stdin: Any, stdout: Any, stderr: Any,
+          env: Optional[Mapping[str, str]] = None) -> subprocess.Popen:
+    """Start argv (no shell) in a process group of its own, in the C locale (:func:`child_env` of ``env``,
+    by default of os.environ), with no other fd of ours; ``stdin``/``stdout``/``stderr``: PIPE, DEVNULL, a
+    file or an fd.  The caller bounds, kills (:func:`kill_group`) and reaps (:func:`wait_for`) it.
+    Raises OSError when it cannot start."""
+    return subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
+                            close_fds=True, env=child_env(os.environ if env is None else env))
+
+
+def wait_for(proc: subprocess.Popen, timeout: float) -> Optional[int]:
+    """The exit code of ``proc``, waiting ``timeout`` s at most; None when it still runs then."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL a process started by this module and everything in its process group."""
     if proc.poll() is None:
@@ -81,8 +120,7 @@ def run(argv: Sequence[str], timeout: float, stdin_data: Optional[str] = None) -
     Returns ``(rc, stdout, stderr)`` as text; rc -9 and a message when it timed out, 127 when it cannot start.
     """
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        proc = spawn(argv, PIPE if stdin_data is not None else DEVNULL, PIPE, PIPE)
     except OSError as e:
         return 127, '', 'cannot run %s: %s' % (argv[0], e)
     try:
@@ -119,8 +157,7 @@ def start_chain(named_argvs: Sequence[Tuple[str, List[str]]], first_stdin: Any, 
     try:
         for i, (name, argv) in enumerate(named_argvs):
             errfile = tempfile.TemporaryFile()
-            stdout = last_stdout if i == len(named_argvs) - 1 else subprocess.PIPE
-            proc = subprocess.Popen(argv, stdin=prev, stdout=stdout, stderr=errfile, start_new_session=True)
+            proc = spawn(argv, prev, last_stdout if i == len(named_argvs) - 1 else PIPE, errfile)
             if i > 0:
                 prev.close()
             stages.append(Stage(name, argv, proc, errfile))
@@ -150,9 +187,7 @@ def wait_stages(stages: Sequence[Stage], timeout: float) -> Optional[str]:
     deadline = time.monotonic() + timeout
     late = None
     for st in stages:
-        try:
-            st.proc.wait(timeout=max(1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if wait_for(st.proc, max(1, deadline - time.monotonic())) is None:
             kill_all(stages)
             st.proc.wait()
             late = late or st.name
