@@ -10,6 +10,7 @@
 #   quincy   Ubuntu 22.04 (jammy + -updates)      17.2
 #   reef     Debian 13 (trixie)                   18.2
 #   squid    Ubuntu 24.04 (noble + -updates)      19.2
+#   tentacle Debian testing (forky)               20.2 - a moving suite: what it packages today
 #
 # Usage: roots.sh build RELEASE   makes the root if it is not there yet (once, under a lock), prints its path
 #        roots.sh path RELEASE    prints the path (empty for pacific)
@@ -36,7 +37,8 @@ suite_of() {
     quincy) echo "ubuntu jammy" ;;
     reef) echo "debian trixie" ;;
     squid) echo "ubuntu noble" ;;
-    *) die "unknown release '$1' (known: pacific quincy reef squid)" ;;
+    tentacle) echo "debian forky" ;;
+    *) die "unknown release '$1' (known: pacific quincy reef squid tentacle)" ;;
   esac
 }
 
@@ -54,27 +56,31 @@ in_root() {
 }
 
 debootstrap_into() {
-  local dist="$1" suite="$2" target="$3" tools
-  if [ "$dist" = debian ]; then
+  local dist="$1" suite="$2" target="$3" tools keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  if [ "$suite" = trixie ]; then
     timeout 900 debootstrap --variant=minbase "$suite" "$target" >"$target.log" 2>&1 \
       || { tail -n 20 "$target.log" >&2; die "debootstrap $suite failed (log: $target.log)"; }
     return 0
   fi
-  # Ubuntu: Debian 12's debootstrap knows no suite after lunar and has no Ubuntu keyring; Debian 13's root
-  # has both (a newer debootstrap, and ubuntu-keyring from Debian's archive).
+  # Any other suite: Debian 12's debootstrap knows neither Ubuntu's suites after lunar nor Debian's after
+  # trixie, and Debian 12 has no Ubuntu keyring; Debian 13's root has both (a newer debootstrap, and
+  # ubuntu-keyring from Debian's archive).
+  [ "$dist" = ubuntu ] && keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg
   tools="$(build reef)"
   in_root "$tools" sh -c 'command -v debootstrap >/dev/null && [ -s /usr/share/keyrings/ubuntu-archive-keyring.gpg ] \
     || apt-get install -y -qq --no-install-recommends debootstrap ubuntu-keyring >/dev/null' \
     || die "could not install debootstrap and ubuntu-keyring in the $tools root"
   mkdir -p "$tools/mnt/target"
+  local components=main
+  [ "$dist" = ubuntu ] && components=main,universe
   unshare --mount --propagation private -- /bin/bash -c '
     tools=$1 target=$2 suite=$3
     mount -t proc proc "$tools/proc" && mount --rbind /dev "$tools/dev" && mount --bind "$target" "$tools/mnt/target" || exit 1
     exec chroot "$tools" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C \
-      timeout 900 debootstrap --variant=minbase --components=main,universe \
-      --keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg "$suite" /mnt/target' \
-    debootstrap "$tools" "$target" "$suite" >"$target.log" 2>&1 \
+      timeout 900 debootstrap --variant=minbase --components="$4" --keyring="$5" "$suite" /mnt/target' \
+    debootstrap "$tools" "$target" "$suite" "$components" "$keyring" >"$target.log" 2>&1 \
     || { tail -n 20 "$target.log" >&2; die "debootstrap $suite failed (log: $target.log)"; }
+  [ "$dist" = ubuntu ] || return 0
   # the release's fixes come in the -updates and -security suites
   local line
   line="$(grep -m1 "^deb .* $suite " "$target/etc/apt/sources.list")" || die "no sources line for $suite in $target"
@@ -107,7 +113,9 @@ build() {
   # no service starts inside the root while packages install
   printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
   chmod 755 "$tmp/usr/sbin/policy-rc.d"
-  in_root "$tmp" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PACKAGES[*]}" \
+  # Valid-Until is not checked (signatures are): the archive reached here can be a copy older than a
+  # testing suite's week-long validity (seen: forky's InRelease "expired" 30 days before this machine's date)
+  in_root "$tmp" sh -c "apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq --no-install-recommends ${PACKAGES[*]}" \
     >>"$tmp.log" 2>&1 || { tail -n 30 "$tmp.log" >&2; die "$rel: installing Ceph in the root failed (log: $tmp.log)"; }
   in_root "$tmp" apt-get clean >/dev/null 2>&1 || true
   # sshd's privilege separation directory (no systemd in the root to make it)
