@@ -12,11 +12,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import zipfile
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._librbd import OPS_ENTRY, LibRbd
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import run
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     REMOTE_CEPH_SPEC, Rbd, SshRunner, client_options, remote_command, ssh_argv,
 )
@@ -98,6 +98,9 @@ class Remote:
     chosen cipher; small ones a session of the shared connection).  Use as a context manager."""
 
     HELPERS = 2
+    # ``ssh -O exit`` only talks to the master over its socket: when the master has not answered in this time,
+    # the ``ssh -O exit`` is killed and the master left as it is, instead of the module waiting for good
+    EXIT_TIMEOUT = 20
 
     def __init__(self, params):
         r = params['remote']
@@ -125,13 +128,12 @@ class Remote:
         counted with the queries' (sshd's MaxSessions), instead of a connection of its own."""
         return self.query_ssh, self.runner.sessions
 
-    def close(self):
+    def close(self) -> None:
         """Let the helpers leave, stop the multiplexing master, if one was started (its output must not reach
-        stdout)."""
+        stdout: run keeps it), bounded by EXIT_TIMEOUT."""
         self.rbd.close()
         if os.path.exists(self.control_path):
-            subprocess.call(['ssh', '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit', self.host],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run(['ssh', '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit', self.host], self.EXIT_TIMEOUT)
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
     def __enter__(self):

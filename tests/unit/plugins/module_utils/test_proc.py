@@ -15,11 +15,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _proc as P
+from ansible_collections.ceph_rbd.backup.plugins.module_utils import _remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._filerestore import Exposure
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import CommandError
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
@@ -84,6 +86,38 @@ def test_wait_for():
     assert P.wait_for(proc, 0.2) is None and time.monotonic() - t0 < 5
     P.kill_group(proc)
     assert P.wait_for(proc, 10) == -9
+
+
+# -- ssh -O exit is bounded -------------------------------------------------------------------------------------
+
+class _Helpers:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_remote_close_bounds_ssh_o_exit(tmp_path, monkeypatch):
+    """A multiplexing master that does not answer ``ssh -O exit``: close() gives up after EXIT_TIMEOUT."""
+    bindir, calls = tmp_path / 'bin', tmp_path / 'calls'
+    bindir.mkdir()
+    (bindir / 'ssh').write_text('#!/bin/sh\necho "$@" >> %s\nexec sleep 3600\n' % calls)
+    (bindir / 'ssh').chmod(0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (bindir, os.environ['PATH']))
+    remote = _remote.Remote.__new__(_remote.Remote)      # no ssh connection: only what close() uses
+    remote.host, remote.rbd = 'backup.example', _Helpers()
+    remote.control_dir = str(tmp_path / 'cm-dir')
+    remote.control_path = os.path.join(remote.control_dir, 'cm')
+    os.mkdir(remote.control_dir)
+    open(remote.control_path, 'w').close()
+    monkeypatch.setattr(_remote.Remote, 'EXIT_TIMEOUT', 1)
+    closer = threading.Thread(target=remote.close, daemon=True)
+    t0 = time.monotonic()
+    closer.start()
+    closer.join(timeout=20)
+    assert not closer.is_alive() and time.monotonic() - t0 < 10
+    assert calls.read_text().split() == ['-o', 'ControlPath=%s' % remote.control_path, '-O', 'exit', 'backup.example']
+    assert remote.rbd.closed and not os.path.exists(remote.control_dir)
 
 
 # -- the stderr parsing with a German locale installed ----------------------------------------------------------
