@@ -27,12 +27,13 @@ import json
 import os
 import posixpath
 import stat
-import subprocess
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import CommandError, kill_group
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
+    DEVNULL, CommandError, kill_group, spawn, wait_for,
+)
 
 # The work directory's name starts with this: the cleanup removes nothing else (see workdir_problem).
 WORKDIR_PREFIX = 'rbd-file-restore.'
@@ -393,16 +394,10 @@ def export_snapshot(argv: List[str], target: str, timeout: float, poll: float = 
     ``timeout`` seconds. Returns the seconds it took; raises CommandError when it failed or stalled."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile,
-                                start_new_session=True)
+        proc = spawn(argv, DEVNULL, DEVNULL, errfile)
         last, progress = None, time.monotonic()
         try:
-            while True:
-                try:
-                    proc.wait(timeout=poll)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
+            while wait_for(proc, poll) is None:
                 try:
                     st = os.stat(target)
                     now = (st.st_size, st.st_blocks)

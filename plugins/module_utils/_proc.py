@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) ceph_rbd.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one way this collection starts, bounds and kills processes.
+"""The one way this collection starts, bounds and kills processes: no other module imports ``subprocess``
+(tests/unit/plugins/module_utils/test_proc.py fails when one does).
 
 - argv only, never a shell string (a remote shell gets one quoted word per argv element: :func:`quote`);
 - every process in a process group of its own, so a kill takes its children too (ssh's, bash's);

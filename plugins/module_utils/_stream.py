@@ -18,11 +18,11 @@ import errno
 import os
 import select
 import struct
-import subprocess
 import time
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
-    CommandError, exited, first_failure, grow_pipe, kill_all, quote, start_chain, wait_stages,
+    DEVNULL, PIPE, CommandError, exited, first_failure, grow_pipe, kill_all, quote, start_chain, wait_stages,
 )
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._verify import DataHasher, ExtentsHasher
 
@@ -287,7 +287,9 @@ def _check(stages, codes, failure, stats):
         raise StreamError('the diff stream ended without its end record (truncated)', stage='relay')
 
 
-def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress=None, progress_every=30.0):
+def relay(upstream: Sequence[Tuple[str, List[str]]], downstream: Sequence[Tuple[str, List[str]]],
+          idle_timeout: float, stats: Optional[DiffStreamStats] = None, bwlimit: Optional[int] = None,
+          progress: Optional[Callable[[int, float], None]] = None, progress_every: float = 30.0) -> DiffStreamStats:
     """Run ``upstream | relay | downstream`` and return the stream stats.
 
     ``upstream``/``downstream`` are lists of ``(name, argv)`` forming a pipe each.
@@ -295,9 +297,9 @@ def relay(upstream, downstream, idle_timeout, stats=None, bwlimit=None, progress
     killed before the downstream end sees the end of its input.
     """
     stats = stats or DiffStreamStats()
-    up = start_chain(upstream, subprocess.DEVNULL, subprocess.PIPE)
+    up = start_chain(upstream, DEVNULL, PIPE)
     try:
-        down = start_chain(downstream, subprocess.PIPE, subprocess.DEVNULL)
+        down = start_chain(downstream, PIPE, DEVNULL)
     except Exception:
         kill_all(up)
         raise

@@ -28,12 +28,14 @@ __metaclass__ = type
 import hashlib
 import queue
 import struct
-import subprocess
 import threading
 import time
+from typing import Iterator, Optional
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _worker
-from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import grow_pipe
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
+    DEVNULL, PIPE, grow_pipe, kill_group, spawn,
+)
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import (
     RbdError, image_args, image_label,
 )
@@ -243,11 +245,12 @@ EXPORT_CHUNK = 1 << 20
 PREFETCH = 4
 
 
-def _stream_export(rbd, pool, namespace, image, snap, prefetch=PREFETCH):
+def _stream_export(rbd, pool: str, namespace: Optional[str], image: str, snap: str,
+                   prefetch: int = PREFETCH) -> Iterator[bytes]:
     """Yield the chunks of ``rbd export img@snap -``; raise RbdError if it fails.  A thread reads ahead (at
     most ``prefetch`` chunks of EXPORT_CHUNK, through a 1 MiB pipe) while the caller hashes what it was given."""
     argv = _export_argv(rbd, pool, namespace, image, snap)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = spawn(argv, DEVNULL, PIPE, PIPE)
     grow_pipe(proc.stdout.fileno())
     chunks = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
@@ -285,9 +288,8 @@ def _stream_export(rbd, pool, namespace, image, snap, prefetch=PREFETCH):
         rc = proc.wait(timeout=rbd.timeout)
     finally:
         stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_group(proc)
+        proc.wait()
         reader.join(timeout=5)
     if rc != 0:
         raise RbdError('rbd export failed', cmd=argv, rc=rc, stderr=err,

@@ -12,8 +12,8 @@ bounds it with an inactivity and an overall timeout, and on any death or stall k
 group and raises :class:`WorkerFailed` saying what happened, so the caller can read that image again with
 the ``rbd`` CLI.
 
-The child is a fresh interpreter (``subprocess``, never ``fork`` of a process with librados threads),
-started once and reused for image after image.
+The child is a fresh interpreter (:func:`_proc.spawn`: its own process group, the C locale, the caller's
+``env``; never ``fork`` of a process with librados threads), started once and reused for image after image.
 
 The same child machinery (:class:`Worker`, :func:`child_start`, :func:`child_connect`) runs the
 in-process queries of :class:`_librbd.LibRbd` (``call()``: a JSON request, a ``J`` frame answer).
@@ -33,10 +33,12 @@ import os
 import select
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import PIPE, grow_pipe, spawn, wait_for
 
 _HEADER = struct.Struct('>cI')
 
@@ -171,25 +173,21 @@ def describe_exit(rc):
 class Worker:
     """One reader child.  ``read()`` yields the bytes of each piece; every failure is a WorkerFailed."""
 
-    def __init__(self, conn, stall=60, argv=None, env=None, pipe_size=1 << 20, entry=READER,
-                 name='librbd reader'):
+    def __init__(self, conn: Dict[str, Any], stall: float = 60, argv: Optional[List[str]] = None,
+                 env: Optional[Mapping[str, str]] = None, pipe_size: int = 1 << 20, entry: str = READER,
+                 name: str = 'librbd reader') -> None:
         self.stall, self.name = stall, name
         self.errfile = tempfile.TemporaryFile()
         argv = argv or [sys.executable or '/usr/bin/python3', '-c', CHILD_CODE, _ROOT, entry, json.dumps(conn)]
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile,
-                                         start_new_session=True, close_fds=True, env=env)
+            self.proc = spawn(argv, PIPE, PIPE, self.errfile, env=env)
         except OSError as e:
             self.errfile.close()
             raise WorkerFailed('cannot start the %s: %s' % (name, e))
         self.pid = self.proc.pid
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.proc.stdin.fileno(), False)
-        try:
-            import fcntl
-            fcntl.fcntl(self.fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), pipe_size)
-        except (ImportError, OSError):
-            pass
+        grow_pipe(self.fd, pipe_size)
         tag, payload = self._frame(time.monotonic() + max(stall, conn.get('timeout') or 0))
         if tag != b'R':
             self._fail('did not start', tag, payload)
@@ -268,10 +266,9 @@ class Worker:
             self._fail('did not answer', tag, payload, alive=True)
         return json.loads(payload.decode('utf-8'))
 
-    def _reap(self, wait=5):
-        try:
-            rc = self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
+    def _reap(self, wait: float = 5) -> str:
+        rc = wait_for(self.proc, wait)
+        if rc is None:
             self.kill()
             return 'closed its output and was killed'
         return describe_exit(rc)
@@ -285,28 +282,23 @@ class Worker:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(('  File ', 'Thread '))]
         return (': ' + ' / '.join(lines[-2:])[-300:]) if lines else ''
 
-    def kill(self):
-        """Kill the child's whole process group and reap it."""
+    def kill(self) -> None:
+        """Kill the child's whole process group (even when the child itself is gone: what it started may be
+        left, an ssh's ProxyCommand) and reap it."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        wait_for(self.proc, 30)
         self._close_files()
 
-    def close(self, wait=10):
+    def close(self, wait: float = 10) -> None:
         """Let the child shut librados down and leave; kill it if it takes longer than ``wait`` s."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            pass
+        wait_for(self.proc, wait)
         self.kill()
 
     def _close_files(self):

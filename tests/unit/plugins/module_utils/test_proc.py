@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-"""Every child _proc starts runs in the C locale.
+"""_proc is the only place that starts a process, and every child runs in the C locale.
 
+- a scan of every plugin file fails on another import of ``subprocess`` (or another way to start a process);
 - the child's environment is the caller's (or os.environ) with LC_ALL=C, for each way _proc starts one;
 - with a German locale really installed (``localedef`` into a temporary LOCPATH, no root needed) the stderr
   texts the callers match - libc's strerror as rbd prints it, sfdisk's "no partition table" - come through
@@ -10,6 +11,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ast
 import json
 import os
 import shutil
@@ -25,6 +27,92 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils import _remote
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._filerestore import Exposure
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import CommandError
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._rbd import Rbd, RbdError
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._worker import Worker
+
+PLUGINS = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins')
+
+# -- only _proc starts processes -----------------------------------------------------------------------
+
+STARTER_OS_CALLS = ('system', 'popen', 'fork', 'forkpty', 'posix_spawn', 'posix_spawnp')
+
+
+def _starts(name):
+    """Pure: whether a dotted name (a module, or a module's attribute) starts processes."""
+    root, _dot, rest = name.partition('.')
+    if root in ('subprocess', 'multiprocessing', 'pty'):
+        return True
+    if root == 'asyncio':
+        return rest.startswith(('subprocess', 'create_subprocess'))
+    if root == 'os':
+        return rest in STARTER_OS_CALLS or rest.startswith(('exec', 'spawn'))
+    return False
+
+
+def process_starters(source):
+    """Pure: 'line N: what' for every way ``source`` could start a process itself (an import of subprocess,
+    multiprocessing, pty, asyncio's subprocesses, os.system/popen/fork/exec*/spawn*, or an __import__)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names if _starts(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            dotted = [node.module] + ['%s.%s' % (node.module, a.name) for a in node.names]
+            names = [n for n in dotted if _starts(n)][:1]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            names = [n for n in ['%s.%s' % (node.value.id, node.attr)] if _starts(n)]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == '__import__':
+            names = ['__import__(...)']
+        found += ['line %d: %s' % (node.lineno, n) for n in names]
+    return found
+
+
+def plugin_files():
+    out = []
+    for root, _dirs, files in os.walk(PLUGINS):
+        out += [os.path.join(root, f) for f in files if f.endswith('.py')]
+    return sorted(out)
+
+
+def test_only_proc_starts_processes():
+    files = plugin_files()
+    assert len(files) > 20                      # the scan saw the plugins
+    found = {}
+    for path in files:
+        with open(path) as f:
+            starters = process_starters(f.read())
+        if starters:
+            found[os.path.relpath(path, PLUGINS)] = starters
+    proc = found.pop(os.path.join('module_utils', '_proc.py'), [])
+    assert found == {}, 'start processes through _proc (spawn, run, start_chain), not here'
+    assert any('subprocess' in s for s in proc)    # the scan does see an import where there is one
+
+
+@pytest.mark.parametrize('source', [
+    'import subprocess',
+    'import os, subprocess as sp',
+    'from subprocess import Popen',
+    'import multiprocessing.pool',
+    'from pty import spawn',
+    'from asyncio import create_subprocess_exec',
+    'import asyncio\nasyncio.create_subprocess_shell("x")',
+    'from asyncio.subprocess import PIPE',
+    'import os\nos.system("true")',
+    'import os\nos.execvp("true", ["true"])',
+    'import os\nos.spawnlp(os.P_WAIT, "true", "true")',
+    'import os\npid = os.fork()',
+    'from os import posix_spawn',
+    'import os\nos.popen("true")',
+    'm = __import__("subprocess")',
+])
+def test_the_scan_finds_each_way_to_start_a_process(source):
+    assert process_starters(source)
+
+
+def test_the_scan_lets_the_rest_of_os_be():
+    assert process_starters('import os, signal\nos.killpg(1, signal.SIGKILL)\nos.dup2(2, 1)\nos._exit(0)\n'
+                            'from os import path\nimport asyncio\nasyncio.sleep(1)') == []
+
 
 # -- every child in the C locale, with the rest of its environment -------------------------------------------
 
@@ -59,10 +147,23 @@ def _env_by_chain():
     return json.loads(out)
 
 
+def _env_by_worker(env=None):
+    """A Worker child that answers its first request with its environment (the J-frame protocol)."""
+    code = ('import json, os, struct, sys\n'
+            'def send(tag, data=b""):\n'
+            '    sys.stdout.buffer.write(struct.pack(">cI", tag, len(data)) + data); sys.stdout.flush()\n'
+            'send(b"R"); sys.stdin.readline(); send(b"J", json.dumps(dict(os.environ)).encode())\n')
+    w = Worker({}, stall=30, argv=[sys.executable, '-c', code], env=env)
+    try:
+        return w.call({}, time.monotonic() + 30)
+    finally:
+        w.close()
+
+
 GERMAN = {'LANG': 'de_DE.UTF-8', 'LC_MESSAGES': 'de_DE.UTF-8', 'LANGUAGE': 'de_DE:de', 'LC_ALL': 'de_DE.UTF-8'}
 
 
-@pytest.mark.parametrize('start', [_env_by_spawn, _env_by_run, _env_by_chain])
+@pytest.mark.parametrize('start', [_env_by_spawn, _env_by_run, _env_by_chain, _env_by_worker])
 def test_every_child_gets_lc_all_c_and_the_parents_environment(monkeypatch, start):
     for k, v in dict(GERMAN, RBD_TEST_MARKER='kept', PYTHONPATH='/somewhere').items():
         monkeypatch.setenv(k, v)
@@ -73,7 +174,7 @@ def test_every_child_gets_lc_all_c_and_the_parents_environment(monkeypatch, star
         PATH=os.environ['PATH'])
 
 
-@pytest.mark.parametrize('start', [_env_by_spawn])
+@pytest.mark.parametrize('start', [_env_by_spawn, _env_by_worker])
 def test_a_given_env_is_the_childs_whole_environment_with_lc_all_c(start):
     given = {'PATH': os.environ['PATH'], 'PYTHONPATH': '/fake/rados', 'FAKE_RBD': '{"dir": "/x"}',
              'LANG': 'de_DE.UTF-8'}

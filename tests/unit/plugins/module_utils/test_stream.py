@@ -458,7 +458,7 @@ def test_relay_missing_downstream_binary_kills_upstream(monkeypatch):
         started.append(p)
         return p
 
-    monkeypatch.setattr(ST.subprocess, 'Popen', recording_popen)
+    monkeypatch.setattr(subprocess, 'Popen', recording_popen)      # _proc starts every stage
     with pytest.raises(OSError):
         ST.relay([('export', ['sleep', '30'])],
                  [('import', ['/nonexistent/definitely-not-here'])], idle_timeout=10)
