@@ -11,6 +11,9 @@ __metaclass__ = type
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._retention import validate_policy
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import orphaned_names
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._validate import (
+    ROLE_RANGES, range_problems as _range_problems,
+)
 
 STEPS = ('list', 'snapshot', 'transfer', 'verify_source', 'verify_dest', 'prune_source', 'prune_dest')
 
@@ -273,6 +276,12 @@ def retention_error(policy):
     return validate_policy(policy)[1] or ''
 
 
+def range_problems(variables):
+    """The role's numeric variables (by name) -> why any is out of the range of the option it is passed to: one
+    message per such value, naming it (``_validate.ROLE_RANGES``); empty when all are fine."""
+    return _range_problems(variables or {}, ROLE_RANGES)
+
+
 def replication_totals(summary):
     """The set_stats payload: counts and totals plus the per-image list."""
     failed = [s for s in summary if s.get('failed')]
@@ -313,4 +322,4 @@ class FilterModule(object):
                     transfer_item=transfer_item, images_to_verify=images_to_verify, remote_of=remote_of,
                     pool_sides=pool_sides, prune_items=prune_items, dest_hosts=dest_hosts,
                     share_members=share_members, hook_groups=hook_groups,
-                    retention_error=retention_error, scrub_items=scrub_items)
+                    retention_error=retention_error, range_problems=range_problems, scrub_items=scrub_items)

@@ -146,7 +146,7 @@ def test_filter_module_exports():
     assert set(f) == {'replication_summary', 'replication_totals', 'replication_report', 'verify_item',
                       'keep_item', 'retention_error', 'scrub_items', 'transfer_item', 'images_to_verify',
                       'remote_of', 'pool_sides', 'prune_items', 'dest_hosts', 'share_members',
-                      'hook_groups'}
+                      'hook_groups', 'range_problems'}
     assert f['keep_item'] is F.keep_item
 
 
@@ -163,6 +163,24 @@ def test_retention_error():
     assert F.retention_error(dict(last=2)) == ''
     assert 'must not be negative' in F.retention_error(dict(last=-1))
     assert 'unknown retention rule' in F.retention_error(dict(dayly=1))
+
+
+@pytest.mark.parametrize('variables, problems', [
+    (dict(rbd_replicate_timeout=300, rbd_replicate_parallel=32, rbd_replicate_streams=4,
+          rbd_replicate_compression_level=3, rbd_replicate_bwlimit='', rbd_replicate_lock_ttl=21600,
+          rbd_replicate_ssh_port=0, rbd_replicate_consistency_groups=[]), []),        # the role's defaults
+    (dict(rbd_replicate_streams=0), ['rbd_replicate_streams must be a whole number, from 1 to 64; got 0']),
+    (dict(rbd_replicate_timeout='0'), ["rbd_replicate_timeout must be a whole number of seconds, from 1 to 86400; "
+                                       "got '0'"]),
+    (dict(rbd_replicate_bwlimit='0'), ["rbd_replicate_bwlimit must be bytes per second (like 50M), at least 1; "
+                                       "got '0'"]),
+    (dict(rbd_replicate_consistency_groups=[dict(match='x'), dict(match='y', timeout=0)]),
+     ['rbd_replicate_consistency_groups[1].timeout must be a whole number of seconds, from 1 to 3600; got 0']),
+    (dict(timeout=0), []),                       # a module's option is not a role variable
+    (None, []),
+])
+def test_range_problems_names_each_role_variable_out_of_its_range(variables, problems):
+    assert F.range_problems(variables) == problems
 
 
 def test_scrub_items_picks_common_snapshots_and_samples_evenly():

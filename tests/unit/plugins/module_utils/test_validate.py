@@ -8,12 +8,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import importlib
+import os
 
 import pytest
+import yaml
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils import _validate as V
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._module import check_ranges
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 MODULES = ['rbd_diff_transfer', 'rbd_extent_verify', 'rbd_file_restore', 'rbd_image_info', 'rbd_replication_lock',
            'rbd_replication_status', 'rbd_snapshot', 'rbd_snapshot_prune']
 
@@ -200,3 +203,18 @@ def test_every_int_option_of_every_module_has_a_range_and_every_range_an_option(
         found |= ints | set(p for p, _r in V.MODULE_RANGES if p.split('.')[0] in spec)
     assert set(p for p, _r in V.MODULE_RANGES) <= found    # no row for an option no module has
 
+
+def test_every_int_role_variable_has_a_range_and_the_role_checks_every_one():
+    specs = yaml.safe_load(open(os.path.join(REPO, 'roles', 'rbd_replicate', 'meta', 'argument_specs.yml')))
+    ints = _int_paths(specs['argument_specs']['main']['options'])
+    rows = set(p for p, _r in V.ROLE_RANGES)
+    assert ints <= rows, ints - rows
+    # the role's check task passes each of them (by its top-level variable) to the filter
+    tasks = yaml.safe_load(open(os.path.join(REPO, 'roles', 'rbd_replicate', 'tasks', 'main.yml')))
+    check = [t for t in tasks if 'ceph_rbd.backup.range_problems' in str(t.get('vars', {}).get('_problems'))]
+    assert len(check) == 1
+    names = set(p.split('.')[0] for p in rows)
+    assert all("'%s': %s" % (n, n) in check[0]['vars']['_problems'] for n in names), check[0]['vars']['_problems']
+    # ... before the run takes its lock or any snapshot (the pools' tasks are included after it)
+    order = [t.get('name') for t in tasks]
+    assert order.index(check[0]['name']) < order.index('Replicate each pool')
