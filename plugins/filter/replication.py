@@ -9,6 +9,7 @@ They are pure functions over registered module results, so the role keeps no log
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.ceph_rbd.backup.plugins.module_utils._hooks import CRASH
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._retention import validate_policy
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._snapshots import orphaned_names
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._validate import (
@@ -16,6 +17,9 @@ from ansible_collections.ceph_rbd.backup.plugins.module_utils._validate import (
 )
 
 STEPS = ('list', 'snapshot', 'transfer', 'verify_source', 'verify_dest', 'prune_source', 'prune_dest')
+# what rbd_snapshot says of an image of a consistency group: its consistency (CRASH when the freeze failed, with
+# freeze_error) and thaw_error when the thaw failed
+_HOOK_KEYS = ('consistency', 'freeze_error', 'thaw_error')
 
 
 def verify_item(result):
@@ -232,6 +236,7 @@ def replication_summary(steps, pool, dest_pool=None, host=None, orphans=True):
                 continue
             if step == 'snapshot':
                 e['snapshot'] = r.get('snapshot')
+                e.update((k, r[k]) for k in _HOOK_KEYS if r.get(k))
             elif step == 'transfer':
                 for k in ('action', 'base', 'snapshot', 'bytes', 'data_bytes', 'seconds', 'rate',
                           'rolled_back', 'recovered', 'replaced_image', 'estimated', 'unchanged'):
@@ -288,9 +293,22 @@ def replication_totals(summary):
     return dict(images=len(summary), ok=len(summary) - len(failed), failed=len(failed),
                 orphaned=[s['label'] for s in summary if s.get('action') == 'orphaned'],
                 failed_images=[s['label'] for s in failed],
+                crash_consistent=dict((s['label'], s.get('freeze_error')) for s in summary
+                                      if s.get('consistency') == CRASH),
+                thaw_failed=dict((s['label'], s['thaw_error']) for s in summary if s.get('thaw_error')),
                 bytes=sum(s.get('bytes') or 0 for s in summary),
                 seconds=round(sum(s.get('seconds') or 0 for s in summary), 3),
                 per_image=summary)
+
+
+def _hooks_note(s):
+    """Pure: what a summary line adds when the image's freeze or thaw hook failed ('' when neither did)."""
+    note = ''
+    if s.get('consistency') == CRASH:
+        note += ' - only crash-consistent: %s' % s.get('freeze_error')
+    if s.get('thaw_error'):
+        note += ' - %s (the guest may still be frozen)' % s['thaw_error']
+    return note
 
 
 def replication_report(summary):
@@ -298,7 +316,7 @@ def replication_report(summary):
     lines = []
     for s in summary:
         if s.get('failed'):
-            lines.append('%s: FAILED %s' % (s['label'], ' | '.join(s['errors'])))
+            lines.append('%s: FAILED %s%s' % (s['label'], ' | '.join(s['errors']), _hooks_note(s)))
             continue
         if s.get('action') == 'orphaned':
             lines.append('%s: orphaned - %s' % (s['label'], s['note']))
@@ -311,7 +329,7 @@ def replication_report(summary):
             line += ' unchanged'
         if s.get('removed_source') or s.get('removed_dest'):
             line += ' pruned %d/%d' % (len(s.get('removed_source') or []), len(s.get('removed_dest') or []))
-        lines.append(line)
+        lines.append(line + _hooks_note(s))
     return lines
 
 

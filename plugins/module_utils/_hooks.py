@@ -11,7 +11,7 @@ inject anything). Per group: freeze, snapshot every image of the group at once, 
 also when a snapshot failed or the freeze timed out. A freeze that fails leaves the images
 crash-consistent (snapshotted anyway, and said so) unless the spec asks to skip them.
 
-The grouping and the command words are pure functions; :func:`run_group` acts.
+The grouping, the command words and the warnings are pure functions; :func:`run_group` acts.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -115,6 +115,30 @@ def _hook(group: Group, which: str) -> Optional[Dict[str, Any]]:
     rc, out, err = run(argv, group.spec.get('timeout') or 30)
     msg = '' if rc == 0 else '%s hook %s failed (rc=%d): %s' % (which, quote(argv), rc, (err or out).strip()[-300:])
     return dict(ok=rc == 0, rc=rc, msg=msg)
+
+
+def hook_warnings(results: Sequence[Optional[Dict[str, Any]]], label: Callable[[str], str] = str) -> List[str]:
+    """Pure: the warnings of a run's image results - per group whose freeze failed, its images (``label``
+    names them) and that their snapshot is only crash-consistent, with the freeze error; per group whose thaw
+    failed, its images and the thaw error (the guest may still be frozen)."""
+    groups, order = {}, []
+    for r in results:
+        if r and (r.get('freeze_error') or r.get('thaw_error')):
+            key = r.get('group') or r['image']
+            if key not in groups:
+                order.append(key)
+            groups.setdefault(key, []).append(r)
+    out = []
+    for key in order:
+        first = groups[key][0]
+        names = '%s %s' % ('image' if len(groups[key]) == 1 else 'images',
+                           ', '.join(label(r['image']) for r in groups[key]))
+        if first.get('freeze_error'):
+            out.append('%s: snapshot %s is only crash-consistent - %s' % (names, first.get('snapshot'),
+                                                                          first['freeze_error']))
+        if first.get('thaw_error'):
+            out.append('%s: %s - the guest may still be frozen' % (names, first['thaw_error']))
+    return out
 
 
 def run_group(group: Group, work: Callable[[str], Dict[str, Any]], check_mode: bool = False):

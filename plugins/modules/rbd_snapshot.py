@@ -234,7 +234,9 @@ images:
       elements: str
       returned: for images of a group, not in check mode
     freeze_error:
-      description: Why the freeze hook failed (the snapshot is crash-consistent).
+      description:
+        - Why the freeze hook failed (the snapshot is only crash-consistent; the module also warns, naming the
+          group's images and the error).
       type: str
       returned: when the freeze hook failed
     thaw_error:
@@ -321,9 +323,10 @@ def _run_groups(module, groups, work):
                                      module.params['parallel']):
         out = out if error is None else [(i, None, error) for i in group.images]
         outcomes += [(dict(image=i), r, e) for i, r, e in out]
-    for _i, r, _e in outcomes:
-        if r and r.get('thaw_error'):
-            module.warn('image %s: %s - the guest may still be frozen' % (r['image'], r['thaw_error']))
+    p = module.params
+    for message in _hooks.hook_warnings([r for _i, r, _e in outcomes],
+                                        lambda image: image_label(p['pool'], image, p['namespace'])):
+        module.warn(message)
     return outcomes
 
 

@@ -120,10 +120,10 @@ def test_replication_summary_multiple_step_failures_accumulate():
 def test_replication_totals():
     summary = F.replication_summary(full_steps(), 'rbd', 'backup')
     tot = F.replication_totals(summary)
-    assert tot == dict(images=3, ok=2, failed=1, failed_images=['rbd/b'], orphaned=[], bytes=150, seconds=1.75,
-                       per_image=summary)
-    assert F.replication_totals([]) == dict(images=0, ok=0, failed=0, failed_images=[], orphaned=[], bytes=0, seconds=0,
-                                            per_image=[])
+    assert tot == dict(images=3, ok=2, failed=1, failed_images=['rbd/b'], orphaned=[], crash_consistent={},
+                       thaw_failed={}, bytes=150, seconds=1.75, per_image=summary)
+    assert F.replication_totals([]) == dict(images=0, ok=0, failed=0, failed_images=[], orphaned=[],
+                                            crash_consistent={}, thaw_failed={}, bytes=0, seconds=0, per_image=[])
 
 
 def test_replication_totals_rounding_and_none():
@@ -139,6 +139,55 @@ def test_replication_report_lines():
         'rbd/b: FAILED transfer: ssh died',
         'rbd/c: initial -..s2 50 bytes 0.2s NOT VERIFIED',
     ]
+
+
+FREEZE = 'freeze hook qm guest cmd 7 fsfreeze-freeze failed (rc=-9): timed out after 2 s (killed)'
+THAW = 'thaw hook qm guest cmd 8 fsfreeze-thaw failed (rc=1): no agent'
+
+
+def hook_steps():
+    """A night with a VM whose freeze timed out (vm-7, two disks), one whose thaw failed (vm-8) and one that froze
+    (vm-9); vm-7-disk-1's transfer failed."""
+    crash = dict(consistency='crash-consistent', group='spec0:7', freeze_error=FREEZE)
+    return {
+        'snapshot': {'names': ['vm-7-disk-0', 'vm-7-disk-1', 'vm-8-disk-0', 'vm-9-disk-0'], 'images': [
+            dict(crash, image='vm-7-disk-0', snapshot='s2'), dict(crash, image='vm-7-disk-1', snapshot='s2'),
+            dict(image='vm-8-disk-0', snapshot='s2', consistency='frozen', thaw_error=THAW),
+            dict(image='vm-9-disk-0', snapshot='s2', consistency='frozen')]},
+        'transfer': {'images': [
+            dict(image='vm-7-disk-0', action='incremental', base='s1', snapshot='s2', bytes=10, seconds=1.0),
+            dict(image='vm-7-disk-1', failed=True, msg='ssh died'),
+            dict(image='vm-8-disk-0', action='incremental', base='s1', snapshot='s2', bytes=10, seconds=1.0),
+            dict(image='vm-9-disk-0', action='incremental', base='s1', snapshot='s2', bytes=10, seconds=1.0)]},
+        'verify_dest': {'images': [dict(image='vm-7-disk-0', match=True), dict(image='vm-8-disk-0', match=True),
+                                   dict(image='vm-9-disk-0', match=True)]},
+    }
+
+
+def test_the_summary_carries_how_consistent_each_snapshot_is_and_the_hooks_errors():
+    summary = dict((s['image'], s) for s in F.replication_summary(hook_steps(), 'rbd'))
+    assert summary['vm-7-disk-0']['consistency'] == 'crash-consistent'
+    assert summary['vm-7-disk-0']['freeze_error'] == FREEZE and summary['vm-7-disk-1']['freeze_error'] == FREEZE
+    assert summary['vm-8-disk-0']['thaw_error'] == THAW and 'freeze_error' not in summary['vm-8-disk-0']
+    assert summary['vm-9-disk-0']['consistency'] == 'frozen'
+    assert not set(summary['vm-9-disk-0']) & {'freeze_error', 'thaw_error'}
+    assert 'consistency' not in F.replication_summary(full_steps(), 'rbd')[0]      # no groups, no key
+
+
+def test_the_report_names_a_crash_consistent_snapshot_and_a_failed_thaw_with_the_error():
+    assert F.replication_report(F.replication_summary(hook_steps(), 'rbd')) == [
+        'rbd/vm-7-disk-0: incremental s1..s2 10 bytes 1.0s verified - only crash-consistent: ' + FREEZE,
+        'rbd/vm-7-disk-1: FAILED transfer: ssh died - only crash-consistent: ' + FREEZE,
+        'rbd/vm-8-disk-0: incremental s1..s2 10 bytes 1.0s verified - %s (the guest may still be frozen)' % THAW,
+        'rbd/vm-9-disk-0: incremental s1..s2 10 bytes 1.0s verified',
+    ]
+
+
+def test_the_artifact_names_every_crash_consistent_image_and_every_failed_thaw_with_the_error():
+    totals = F.replication_totals(F.replication_summary(hook_steps(), 'rbd'))
+    assert totals['crash_consistent'] == {'rbd/vm-7-disk-0': FREEZE, 'rbd/vm-7-disk-1': FREEZE}
+    assert totals['thaw_failed'] == {'rbd/vm-8-disk-0': THAW}
+    assert totals['failed_images'] == ['rbd/vm-7-disk-1']
 
 
 def test_filter_module_exports():

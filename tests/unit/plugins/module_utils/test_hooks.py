@@ -120,6 +120,23 @@ def test_a_failed_thaw_is_reported_on_each_image(tmp_path):
     assert all(r['consistency'] == 'frozen' and 'thaw hook' in r['thaw_error'] for _i, r, _e in out)
 
 
+@pytest.mark.parametrize('results, warnings', [
+    ([], []),
+    ([dict(image='a', snapshot='s', consistency='frozen'), None], []),
+    ([dict(image='vm-7-disk-0', snapshot='s', group='spec0:7', freeze_error='freeze hook x failed (rc=1): no'),
+      None,                                                             # an image whose snapshot failed
+      dict(image='vm-7-disk-1', snapshot='s', group='spec0:7', freeze_error='freeze hook x failed (rc=1): no'),
+      dict(image='vm-8-disk-0', snapshot='s', group='spec0:8', thaw_error='thaw hook y failed (rc=2): gone')],
+     ['images p/vm-7-disk-0, p/vm-7-disk-1: snapshot s is only crash-consistent - freeze hook x failed (rc=1): no',
+      'image p/vm-8-disk-0: thaw hook y failed (rc=2): gone - the guest may still be frozen']),
+    ([dict(image='a', snapshot='s', group='g', freeze_error='freeze hook f failed', thaw_error='thaw hook t failed')],
+     ['image p/a: snapshot s is only crash-consistent - freeze hook f failed',
+      'image p/a: thaw hook t failed - the guest may still be frozen']),
+])
+def test_hook_warnings_name_each_groups_images_and_the_error(results, warnings):
+    assert _hooks.hook_warnings(results, lambda image: 'p/' + image) == warnings
+
+
 def test_check_mode_runs_no_hook(tmp_path):
     g = _group(tmp_path, _recorder(tmp_path, 'f.py'), _recorder(tmp_path, 't.py'))
     out = _hooks.run_group(g, lambda image: dict(image=image), check_mode=True)
