@@ -7,10 +7,12 @@ With the hooks both disks' backup snapshots end at the same record; without them
 """
 
 import hashlib
+import re
 import struct
 import subprocess
 import time
 
+import ansible_runner
 import pytest
 
 from conftest import role_vars
@@ -156,10 +158,53 @@ def test_thaw_runs_when_the_freeze_times_out_and_the_snapshot_is_crash_consisten
     r = bed.src_module('rbd_snapshot', dict(pool=pools, images=DISKS, snapshot='backup-hang', groups=groups))
     assert {i['consistency'] for i in r['images']} == {'crash-consistent'}
     assert all('timed out after 2 s' in i['freeze_error'] for i in r['images'])
+    # and the module warns, naming the group's images and the error (the warning is wrapped: compare without spaces)
+    assert _squeezed('[WARNING]: images %s/%s, %s/%s: snapshot backup-hang is only crash-consistent - %s' % (
+        pools, DISKS[0], pools, DISKS[1], r['images'][0]['freeze_error'])) in _squeezed(r['_warnings']), r['_warnings']
     assert _hooks_log(vm) == ['hang 7', 'thaw 7']
     before = _count(vm)
     time.sleep(0.5)
     assert _count(vm) > before, 'the writer did not resume after the thaw'
+
+
+def _squeezed(text):
+    return ''.join(text.split())
+
+
+def test_the_nights_summary_artifact_and_a_warning_name_each_crash_consistent_image_with_the_error(
+        bed, pools, vm, tmp_path):
+    """The role run as AWX runs it (ansible-runner): a VM whose freeze hangs is still replicated and verified,
+    and the summary line, the set_stats artifact and a warning say that its snapshots are only crash-consistent,
+    and why."""
+    groups = _groups(vm)
+    groups[0].update(freeze=vm['hook'] + ['hang', str(vm['ctl']), '{vmid}'], timeout=2)
+    (tmp_path / 'runner').mkdir()
+    run = ansible_runner.run(private_data_dir=str(tmp_path / 'runner'), playbook='ceph_rbd.backup.replicate',
+                             inventory=bed.inventory, extravars=role_vars(pools, rbd_replicate_consistency_groups=groups),
+                             envvars=bed.ansible_env(), quiet=True, timeout=600)
+    assert run.status == 'successful', run.stdout.read()[-3000:]
+    events = list(run.events)
+    labels = ['%s/%s' % (pools, d) for d in DISKS]
+    error = r'freeze hook .*hook\.py hang .* failed \(rc=-9\): timed out after 2 s \(killed\)'
+    # the summary: one line per image, verified, and only crash-consistent with the freeze's error
+    report = [e['event_data']['res']['msg'] for e in events
+              if e['event'] == 'runner_on_ok' and e['event_data'].get('task') == 'Show the summary'][0]
+    for label in labels:
+        assert [line for line in report if re.match(r'%s: initial .* verified - only crash-consistent: %s$'
+                                                    % (re.escape(label), error), line)], report
+    # the artifact: the images and the error, and per image its consistency
+    artifact = [e for e in events if e['event'] == 'playbook_on_stats'][0]['event_data']['artifact_data']
+    totals = artifact['rbd_replicate']['source']
+    assert sorted(totals['crash_consistent']) == labels and totals['thaw_failed'] == {}, totals
+    assert all(re.match(error, message) for message in totals['crash_consistent'].values()), totals
+    assert {(i['image'], i['consistency']) for i in totals['per_image']} == {(d, 'crash-consistent') for d in DISKS}
+    # a warning (AWX shows the job's [WARNING] lines): both images and the error
+    warnings = [e['stdout'] for e in events if '[WARNING]' in e.get('stdout', '')]
+    freeze_error = totals['crash_consistent'][labels[0]]
+    expected = _squeezed('[WARNING]: images %s: snapshot %s is only crash-consistent - %s' % (
+        ', '.join(labels), totals['per_image'][0]['snapshot'], freeze_error))
+    assert [w for w in warnings if expected in _squeezed(w)], warnings
+    assert _hooks_log(vm) == ['hang 7', 'thaw 7']
 
 
 def test_thaw_runs_when_a_snapshot_fails(bed, pools, vm):
