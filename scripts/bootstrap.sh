@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(ceph-mon ceph-osd ceph-common python3-rbd python3-rados python3-venv openssh-server openssh-client zstd iproute2 procps
       fdisk xfsprogs e2fsprogs   # fdisk, xfsprogs: rbd_file_restore (sfdisk) and its test images (mkfs.xfs)
-      debootstrap util-linux)    # the roots of the test bed's newer Ceph releases (tests/testbed/roots.sh)
+      debootstrap util-linux     # the roots of the test bed's newer Ceph releases (tests/testbed/roots.sh)
+      locales libc-l10n util-linux-locales)  # test_proc: the parsing under a German locale (de_DE via localedef)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
