@@ -200,7 +200,7 @@ def test_every_int_option_of_every_module_has_a_range_and_every_range_an_option(
         spec = _argument_spec(name, monkeypatch)
         ints = _int_paths(spec)
         assert ints <= set(p for p, _r in V.MODULE_RANGES), (name, ints - set(p for p, _r in V.MODULE_RANGES))
-        found |= ints | set(p for p, _r in V.MODULE_RANGES if p.split('.')[0] in spec)
+        found |= ints | set(p for p, _r in V.MODULE_RANGES if p.split('.', maxsplit=1)[0] in spec)
     assert set(p for p, _r in V.MODULE_RANGES) <= found    # no row for an option no module has
 
 
@@ -213,7 +213,7 @@ def test_every_int_role_variable_has_a_range_and_the_role_checks_every_one():
     tasks = yaml.safe_load(open(os.path.join(REPO, 'roles', 'rbd_replicate', 'tasks', 'main.yml')))
     check = [t for t in tasks if 'ceph_rbd.backup.range_problems' in str(t.get('vars', {}).get('_problems'))]
     assert len(check) == 1
-    names = set(p.split('.')[0] for p in rows)
+    names = set(p.split('.', maxsplit=1)[0] for p in rows)
     assert all("'%s': %s" % (n, n) in check[0]['vars']['_problems'] for n in names), check[0]['vars']['_problems']
     # ... before the run takes its lock or any snapshot (the pools' tasks are included after it)
     order = [t.get('name') for t in tasks]
