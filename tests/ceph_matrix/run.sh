@@ -63,7 +63,7 @@ host_versions() {
   local dir=$1 h out=()
   for h in SRC_HOST DST_HOST; do
     out+=("$(. "$dir/env.sh" && timeout 30 ssh -p "$SSH_PORT" -o BatchMode=yes -o UserKnownHostsFile="$dir/ssh/known_hosts" \
-      "root@${!h}" 'rbd --version | cut -d" " -f3; python3 -c "import platform; print(platform.python_version())"' \
+      "root@${!h}" 'rbd --version | cut -d" " -f3; /usr/bin/python3 -c "import platform; print(platform.python_version())"' \
       2>/dev/null | paste -sd/ -)")
   done
   echo "${out[0]:-?} -> ${out[1]:-?}"
