@@ -29,7 +29,7 @@ import posixpath
 import stat
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.ceph_rbd.backup.plugins.module_utils._proc import (
     DEVNULL, CommandError, kill_group, spawn, wait_for,
@@ -200,12 +200,13 @@ def describe(fs: Dict[str, Any]) -> str:
 
 
 def choose_filesystem(filesystems: Sequence[Dict[str, Any]], partition: Optional[int],
-                      holds_all: Callable[[Dict[str, Any]], bool]) -> Dict[str, Any]:
-    """Pure (given ``holds_all``): the mounted file system to restore from.
+                      missing: Callable[[Dict[str, Any]], List[str]]) -> Dict[str, Any]:
+    """Pure (given ``missing``): the mounted file system to restore from.
 
     ``partition`` (a number; 0 is a file system without a partition table) picks one; without it, the one
-    mounted file system that holds every requested path (``holds_all(fs)``). Raises RestoreError naming every
-    file system found when there is no such choice.
+    mounted file system that holds every requested path (``missing(fs)``: the requested paths it lacks).
+    Raises RestoreError naming every file system found when there is no such choice, and the paths that
+    none of them holds.
     """
     mounted = [f for f in filesystems if f.get('mounted')]
     listing = '; '.join(describe(f) for f in filesystems) or 'nothing'
@@ -221,14 +222,28 @@ def choose_filesystem(filesystems: Sequence[Dict[str, Any]], partition: Optional
                            % (', '.join(sorted(MOUNT_OPTIONS)), listing))
     if len(mounted) == 1:
         return mounted[0]
-    holding = [f for f in mounted if holds_all(f)]
+    lacking = [(f, missing(f)) for f in mounted]
+    holding = [f for f, lacks in lacking if not lacks]
     if len(holding) == 1:
         return holding[0]
     if not holding:
-        raise RestoreError('no single file system holds every requested path; set partition. The image holds: %s'
-                           % listing)
+        raise RestoreError(nowhere_message(lacking, listing))
     raise RestoreError('the requested paths exist in %d file systems (%s); set partition'
                        % (len(holding), ', '.join(describe(f) for f in holding)))
+
+
+def nowhere_message(lacking: Sequence[Tuple[Dict[str, Any], List[str]]], listing: str) -> str:
+    """Pure: why no mounted file system holds every requested path, given each one's (fs, paths it lacks).
+
+    A path that no file system holds is named as such (no partition can help); otherwise each file system
+    is named with what it lacks, and the paths must be restored in separate runs, each with its partition.
+    """
+    absent = [path for path in lacking[0][1] if all(path in lacks for _f, lacks in lacking)]
+    if absent:
+        return '%s: no such file or directory in the file system, nor in any other of the image (it holds: %s)' % (
+            ', '.join(absent), listing)
+    return ('no single file system holds every requested path (%s); restore them in separate runs, each with '
+            'its partition' % '; '.join('%s lacks %s' % (describe(f), ', '.join(lacks)) for f, lacks in lacking))
 
 
 # --------------------------------------------------------------------------------------- cleanup, by path

@@ -233,14 +233,18 @@ def resolve_all(root, requests):
     return [fr.resolve_in_root(parts, lstat_mode, readlink) for parts in requests]
 
 
-def holds_all(requests):
-    def check(fs):
-        try:
-            resolve_all(fs['mountpoint'], requests)
-            return True
-        except fr.RestoreError:
-            return False
-    return check
+def missing_paths(requests):
+    """For choose_filesystem: the requested paths (as given, joined) that a mounted file system lacks."""
+    def missing(fs):
+        lstat_mode, readlink = lookups(fs['mountpoint'])
+        lacks = []
+        for parts in requests:
+            try:
+                fr.resolve_in_root(parts, lstat_mode, readlink)
+            except fr.RestoreError:
+                lacks.append('/'.join(parts))
+        return lacks
+    return missing
 
 
 def copy_out(module, exposure, fs, requests):
@@ -323,7 +327,7 @@ def main():
         result['export_seconds'] = round(fr.export_snapshot(argv, exposure.image_file, timeout), 3)
         exposure.probe()
         exposure.mount_all()
-        fs = fr.choose_filesystem(exposure.filesystems, p['partition'], holds_all(requests))
+        fs = fr.choose_filesystem(exposure.filesystems, p['partition'], missing_paths(requests))
         result['files'] = copy_out(module, exposure, fs, requests)
         result['filesystem'] = public(fs)
     except (CommandError, fr.RestoreError, OSError, ValueError) as e:

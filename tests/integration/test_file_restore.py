@@ -65,6 +65,16 @@ def build_disk(workdir, pool, night, fstype, table, size):
     populate(content, files, links, night)
     if fstype == 'ext4':
         sh('mkfs.ext4', '-q', '-F', '-d', content, '-E', 'offset=%d' % offset, img, '%dk' % (fs_size // 1024))
+        if table == 'gpt':
+            # a second file system (partition 2: from the end of the first to 1 MiB before the image's end,
+            # which leaves room for the backup GPT), holding only other.txt: the restore must choose
+            other = os.path.join(workdir, 'other-%s-%d' % (pool, night))
+            os.makedirs(other)
+            with open(os.path.join(other, 'other.txt'), 'wb') as f:
+                f.write(random_data(1000, seed='%s-other' % pool))
+            start = MiB + (size // MiB - 40) * MiB    # where sfdisk put partition 2 (1 MiB aligned)
+            sh('mkfs.ext4', '-q', '-F', '-d', other, '-E', 'offset=%d' % start, img,
+               '%dk' % ((size - MiB - start) // 1024))
     else:
         dev = sh('losetup', '--offset', str(offset), '--sizelimit', str(fs_size), '--find', '--show', img).strip()
         mnt = os.path.join(workdir, 'mnt-%s-%d' % (pool, night))
@@ -178,6 +188,18 @@ def test_a_file_comes_back_as_it_was_on_night_2(bed, pools):
     assert '".." is not allowed' in out
     out = restore_files(bed, pools, 'vm-ext4', tmpdir, dest + '-3', ['escape/passwd'], expect_rc=2)
     assert 'escape/passwd: no such file or directory in the file system' in out, out[-3000:]
+    # vm-ext4 has two file systems: a path in neither is named (and no partition suggested, none can help);
+    # paths that are each in one of them are restored in two runs, each with its partition
+    out = restore_files(bed, pools, 'vm-ext4', tmpdir, dest + '-4', ['notes.txt', 'etc/nowhere'], expect_rc=2)
+    assert 'etc/nowhere: no such file or directory in the file system, nor in any other of the image' in out, \
+        out[-3000:]
+    assert 'set partition' not in out and 'partition 2 (ext4' in out, out[-3000:]
+    out = restore_files(bed, pools, 'vm-ext4', tmpdir, dest + '-4', ['notes.txt', 'other.txt'], expect_rc=2)
+    assert 'no single file system holds every requested path' in out, out[-3000:]
+    assert 'partition 1 (ext4' in out and 'lacks other.txt' in out and 'lacks notes.txt' in out, out[-3000:]
+    out = restore_files(bed, pools, 'vm-ext4', tmpdir, dest + '-4', ['other.txt'], rbd_restore_partition=2)
+    with open(os.path.join(dest + '-4', 'other.txt'), 'rb') as f:
+        assert sha(f.read()) == sha(random_data(1000, seed='%s-vm-ext4-other' % pools))
     out = restore_files(bed, pools, 'vm-ext4', tmpdir, os.path.join(tmpdir, 'out-vm-ext4'), ['notes.txt'],
                         rbd_restore_snapshot=snaps['vm-ext4'][1], expect_rc=2)
     assert 'already present in' in out and 'overwrite=true' in out, out[-3000:]

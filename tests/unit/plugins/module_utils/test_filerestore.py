@@ -147,22 +147,53 @@ def fs(number, fstype='ext4', mounted=True, size=100 * MiB, label=''):
     return dict(number=number, fstype=fstype, mounted=mounted, size=size, label=label, problem='')
 
 
+def everything(_fs):
+    """missing(): the file system lacks the one path asked for."""
+    return ['a.txt']
+
+
+def nothing(_fs):
+    """missing(): the file system holds every path asked for."""
+    return []
+
+
 def test_choose_filesystem():
     one = [fs(1, mounted=False, fstype='swap'), fs(2)]
-    assert fr.choose_filesystem(one, None, lambda f: False)['number'] == 2     # the only one: its own error later
+    assert fr.choose_filesystem(one, None, everything)['number'] == 2     # the only one: its own error later
     two = [fs(1, label='boot'), fs(2, 'xfs')]
-    assert fr.choose_filesystem(two, None, lambda f: f['number'] == 2)['number'] == 2
-    assert fr.choose_filesystem(two, 1, lambda f: False)['number'] == 1
-    with pytest.raises(fr.RestoreError, match="set partition.*partition 1 \\(ext4, label 'boot', 100 MiB\\)"):
-        fr.choose_filesystem(two, None, lambda f: False)
+    assert fr.choose_filesystem(two, None, lambda f: [] if f['number'] == 2 else ['a.txt'])['number'] == 2
+    assert fr.choose_filesystem(two, 1, everything)['number'] == 1
     with pytest.raises(fr.RestoreError, match='exist in 2 file systems'):
-        fr.choose_filesystem(two, None, lambda f: True)
+        fr.choose_filesystem(two, None, nothing)
     with pytest.raises(fr.RestoreError, match='there is no partition 3'):
-        fr.choose_filesystem(two, 3, lambda f: True)
+        fr.choose_filesystem(two, 3, nothing)
     with pytest.raises(fr.RestoreError, match='cannot be mounted'):
-        fr.choose_filesystem(one, 1, lambda f: True)
+        fr.choose_filesystem(one, 1, nothing)
     with pytest.raises(fr.RestoreError, match='no supported file system.*the whole image \\(swap'):
-        fr.choose_filesystem([fs(0, 'swap', mounted=False)], None, lambda f: True)
+        fr.choose_filesystem([fs(0, 'swap', mounted=False)], None, nothing)
+
+
+@pytest.mark.parametrize('lacks, words, not_words', [
+    # a path that no file system holds is named, and no partition is suggested (none can help)
+    ({1: ['etc/nowhere'], 2: ['etc/nowhere']},
+     ["etc/nowhere: no such file or directory in the file system, nor in any other of the image",
+      "partition 1 (ext4, label 'boot', 100 MiB)", 'partition 2 (xfs'], ['set partition', 'separate runs']),
+    # two of three paths are nowhere; the one that is somewhere is not named as missing
+    ({1: ['a', 'b', 'c'], 2: ['a', 'c']}, ['a, c: no such file'], ['b,', 'separate runs']),
+    # every path is somewhere, but not all in one: each file system with what it lacks, and what to do
+    ({1: ['home/x'], 2: ['etc/fstab']},
+     ["no single file system holds every requested path (partition 1 (ext4, label 'boot', 100 MiB) lacks "
+      "home/x; partition 2 (xfs, 100 MiB) lacks etc/fstab); restore them in separate runs, each with its "
+      "partition"], ['no such file']),
+])
+def test_choose_filesystem_names_what_no_file_system_holds(lacks, words, not_words):
+    two = [fs(1, label='boot'), fs(2, 'xfs')]
+    with pytest.raises(fr.RestoreError) as e:
+        fr.choose_filesystem(two, None, lambda f: lacks[f['number']])
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    for w in not_words:
+        assert w not in str(e.value), (w, str(e.value))
 
 
 def test_mounts_under():
