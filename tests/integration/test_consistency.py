@@ -45,7 +45,9 @@ while not os.path.exists(os.path.join(ctl, 'stop')):
     record = body + hashlib.sha256(body).digest()
     for image in images:
         image.write(record, n * %(slot)d)
-    open(os.path.join(ctl, 'count'), 'w').write(str(n))
+    with open(os.path.join(ctl, 'count.tmp'), 'w') as f:   # replaced whole: a reader never sees it empty
+        f.write(str(n))
+    os.replace(os.path.join(ctl, 'count.tmp'), os.path.join(ctl, 'count'))
     time.sleep(0.01)
 for image in images:
     image.close()
